@@ -1,0 +1,1 @@
+"""Domain-free building blocks: clock, ids, errors, database base, standard number formats."""
