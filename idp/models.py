@@ -91,6 +91,8 @@ class Client(Base):
     id_token_alg: Mapped[str] = mapped_column(String(16), default="ES256")
     sector_identifier: Mapped[str] = mapped_column(String(255))
     statutory_purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The department (its credit code) that operates this system; seals it may use.
+    department_uscc: Mapped[str | None] = mapped_column(String(18), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

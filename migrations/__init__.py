@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 
 MODEL_MODULES = (
     "keys.models",
+    "keys.pki_models",
     "idp.models",
     "audit.models",
     "signing.models",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:32:36.582306
+Create Date: 2026-11-22 02:33:53.092785
 """
 from alembic import op
 import sqlalchemy as sa
@@ -52,6 +52,7 @@ def upgrade() -> None:
     sa.Column('id_token_alg', sa.String(length=16), nullable=False),
     sa.Column('sector_identifier', sa.String(length=255), nullable=False),
     sa.Column('statutory_purpose', sa.Text(), nullable=True),
+    sa.Column('department_uscc', sa.String(length=18), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', kit.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('client_id', name=op.f('pk_client'))
