@@ -41,8 +41,9 @@ class RecoveryCode(Base):
     __tablename__ = "recovery_code"
 
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"),
-                                            index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
@@ -105,8 +106,9 @@ class SsoSession(Base):
 
     id: Mapped[str] = mapped_column(String(43), primary_key=True)
     cookie_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"),
-                                            index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -169,8 +171,9 @@ class Grant(Base):
     __tablename__ = "grant"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    client_id: Mapped[str] = mapped_column(ForeignKey("client.client_id", ondelete="CASCADE"),
-                                           index=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("client.client_id", ondelete="CASCADE"), index=True
+    )
     account_id: Mapped[str | None] = mapped_column(
         ForeignKey("account.id", ondelete="CASCADE"), nullable=True, index=True
     )
@@ -212,8 +215,7 @@ class RefreshToken(Base):
     __tablename__ = "refresh_token"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    grant_id: Mapped[str] = mapped_column(ForeignKey("grant.id", ondelete="CASCADE"),
-                                          index=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grant.id", ondelete="CASCADE"), index=True)
     scope: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -248,6 +250,8 @@ class PhoneCode(Base):
     phone_index: Mapped[str] = mapped_column(String(64), index=True)
     purpose: Mapped[str] = mapped_column(String(16))
     code_hash: Mapped[str] = mapped_column(String(64))
+    #: what the code confirms (pending registration details), encrypted
+    payload_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -293,3 +297,12 @@ class BackchannelDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     __table_args__ = (Index("ix_backchannel_due", "status", "next_attempt_at"),)
+
+
+class ReplayGuard(Base):
+    """Single-use values seen recently (client-assertion `jti`s), until they expire."""
+
+    __tablename__ = "replay_guard"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

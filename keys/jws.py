@@ -11,17 +11,22 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from kit.ids import b64url
 from keys.errors import KeysError
 from keys.signer import Signer
+from kit.ids import b64url
 
 
 def _json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def sign_compact(signer: Signer, payload: Mapping[str, Any], *, typ: str | None = None,
-                 extra_header: Mapping[str, Any] | None = None) -> str:
+def sign_compact(
+    signer: Signer,
+    payload: Mapping[str, Any],
+    *,
+    typ: str | None = None,
+    extra_header: Mapping[str, Any] | None = None,
+) -> str:
     header: dict[str, Any] = {"alg": signer.alg, "kid": signer.kid}
     if typ:
         header["typ"] = typ
@@ -37,8 +42,9 @@ class InvalidJws(KeysError):
     status = 401
 
 
-def verify_compact(token: str, keyset: KeySet, *, algorithms: list[str],
-                   typ: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def verify_compact(
+    token: str, keyset: KeySet, *, algorithms: list[str], typ: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a compact JWS against `keyset` and return (header, payload).
 
     The key is chosen by `kid` from the configured set only; `jku`, `x5u` and `jwk`
@@ -52,7 +58,8 @@ def verify_compact(token: str, keyset: KeySet, *, algorithms: list[str],
         raise InvalidJws("token signature or format is invalid", detail=repr(exc)) from exc
     header = dict(obj.protected)
     if typ is not None and str(header.get("typ", "")).lower() not in (
-        typ.lower(), f"application/{typ}".lower()
+        typ.lower(),
+        f"application/{typ}".lower(),
     ):
         raise InvalidJws("unexpected token type")
     try:

@@ -16,8 +16,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kit.ids import b64url, b64url_decode
 from keys.errors import KeysError, UnwrapError
+from kit.ids import b64url, b64url_decode
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from kit.clock import epoch
 from keys.errors import KeysError
 from keys.kek import KeyEncryptionKeys
 from keys.models import SigningKey
@@ -31,6 +30,7 @@ from keys.signer import (
     private_pem,
     public_jwk_of,
 )
+from kit.clock import epoch
 
 PUBLISHED_STATES = ("pending", "active", "retiring")
 
@@ -80,8 +80,9 @@ class KeyRing:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _new_key(self, session: Session, alg: str, now: datetime, activate_at: datetime,
-                 state: str) -> SigningKey:
+    def _new_key(
+        self, session: Session, alg: str, now: datetime, activate_at: datetime, state: str
+    ) -> SigningKey:
         kid = f"{alg.lower()}-{now:%Y%m%d}-{secrets.token_hex(4)}"
         private = generate_private_key(alg)
         row = SigningKey(
@@ -139,7 +140,8 @@ class KeyRing:
         changes: list[tuple[str, str]] = []
         for alg in self.algs:
             due = [
-                r for r in self._rows(session, ("pending",))
+                r
+                for r in self._rows(session, ("pending",))
                 if r.alg == alg and r.activate_at <= now
             ]
             if due:
@@ -216,7 +218,7 @@ class KeyRing:
             signers=signers,
             public_jwks=jwks,
             jwks_bytes=body,
-            verify_keys=KeySet.import_key_set(jwks),  # type: ignore[arg-type]
+            verify_keys=KeySet.import_key_set(jwks) if rows else KeySet([]),  # type: ignore[arg-type]
             fingerprint=hashlib.sha256(
                 "|".join(f"{r.kid}:{r.state}" for r in rows).encode()
             ).hexdigest(),

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from kit.ids import b64url
 from keys.errors import KeysError
+from kit.ids import b64url
 
 SUPPORTED_ALGS = ("ES256", "RS256", "PS256")
 

@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from kit.clock import Clock
-from kit.ids import b64url, b64url_decode, keyed_hash
 from keys.errors import KeysError
 from keys.kek import KeyEncryptionKeys
 from keys.models import WrappedSecret
+from kit.clock import Clock
+from kit.ids import b64url, b64url_decode, keyed_hash
 
 
 class AppSecrets:
@@ -60,6 +60,12 @@ class AppSecrets:
                     select(WrappedSecret).where(WrappedSecret.name == name)
                 ).scalar_one()
             return self._keks.unwrap(row.wrapped, aad=aad)
+
+    def preload(self, names: tuple[str, ...]) -> None:
+        """Create and cache secrets up front: creating one lazily inside another open
+        write transaction would wait on itself under SQLite's single writer."""
+        for name in names:
+            self.get(name)
 
     def hmac(self, name: str, value: str) -> str:
         return keyed_hash(self.get(name), value)

@@ -56,9 +56,7 @@ def normalise_id_number(value: str) -> str:
     """
     text = value.strip().upper()
     if len(text) != 18:
-        raise IdentifierError(
-            "length", "An ID number has 18 characters.", "公民身份号码应为18位。"
-        )
+        raise IdentifierError("length", "An ID number has 18 characters.", "公民身份号码应为18位。")
     if not text[:17].isdigit() or not (text[17].isdigit() or text[17] == "X"):
         raise IdentifierError(
             "characters",
@@ -117,7 +115,9 @@ def normalise_uscc(value: str) -> str:
     text = value.strip().upper()
     if len(text) != 18:
         raise IdentifierError(
-            "length", "A unified social credit code has 18 characters.", "统一社会信用代码应为18位。"
+            "length",
+            "A unified social credit code has 18 characters.",
+            "统一社会信用代码应为18位。",
         )
     bad = [ch for ch in text if ch not in _USCC_CHARS]
     if bad:
@@ -166,7 +166,9 @@ def validate_licence_id(value: str) -> str:
     text = value.strip().upper()
     if not text.startswith(LICENCE_ROOT + "."):
         raise IdentifierError(
-            "root", f"A licence identifier starts with {LICENCE_ROOT}.", "电子证照标识应以根代码开头。"
+            "root",
+            f"A licence identifier starts with {LICENCE_ROOT}.",
+            "电子证照标识应以根代码开头。",
         )
     parts = text[len(LICENCE_ROOT) + 1 :].split(".")
     if len(parts) != 5:
@@ -179,7 +181,9 @@ def validate_licence_id(value: str) -> str:
     if len(type_code) != 21 or len(issuer) != 18 or not serial or len(version) != 3:
         raise IdentifierError("fields", "A field has the wrong length.", "字段长度不正确。")
     if not all(ch in _ALNUM for ch in type_code + issuer + serial + version):
-        raise IdentifierError("characters", "Only digits and capital letters.", "只允许数字和大写字母。")
+        raise IdentifierError(
+            "characters", "Only digits and capital letters.", "只允许数字和大写字母。"
+        )
     if licence_id_check_char(type_code + issuer + serial + version) != check:
         raise IdentifierError("checksum", "The check character does not match.", "校验位不符。")
     return text

@@ -22,9 +22,10 @@ MODEL_MODULES = (
 )
 
 
-def import_models() -> None:
-    """Import every package's models that exists, so `Base.metadata` is complete."""
-    for name in MODEL_MODULES:
+def import_models(only: tuple[str, ...] | None = None) -> None:
+    """Import every package's models that exists, so `Base.metadata` is complete
+    (`only` restricts it, to autogenerate one branch's revision)."""
+    for name in only or MODEL_MODULES:
         if importlib.util.find_spec(name.split(".")[0]) and importlib.util.find_spec(name):
             importlib.import_module(name)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from kit.db import Base, make_engine, make_session_factory
@@ -43,8 +43,9 @@ def _drop_pg_database(name: str) -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated, empty database URL; once per backend per test session."""
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("sqlite") / "tongban.db"
@@ -69,20 +70,22 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 def _wipe(engine: Engine) -> None:
     import_models()
+    present = set(inspect(engine).get_table_names())
+    tables = [t for t in Base.metadata.sorted_tables if t.name in present]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            names = ", ".join(f'"{t.name}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
-            for table in reversed(Base.metadata.sorted_tables):
+            for table in reversed(tables):
                 conn.execute(table.delete())
 
 
 @pytest.fixture
-def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+def factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory on an empty database (both backends)."""
     _wipe(engine)
-    yield make_session_factory(engine)
+    return make_session_factory(engine)
 
 
 @pytest.fixture

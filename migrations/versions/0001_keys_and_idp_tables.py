@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:33:53.092785
+Create Date: 2026-11-22 02:45:00.653543
 """
 from alembic import op
 import sqlalchemy as sa
@@ -85,6 +85,7 @@ def upgrade() -> None:
     sa.Column('phone_index', sa.String(length=64), nullable=False),
     sa.Column('purpose', sa.String(length=16), nullable=False),
     sa.Column('code_hash', sa.String(length=64), nullable=False),
+    sa.Column('payload_enc', sa.Text(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('created_at', kit.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', kit.db.UtcDateTime(timezone=True), nullable=False),
@@ -100,6 +101,14 @@ def upgrade() -> None:
     sa.Column('imported_at', kit.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id_number_index', name=op.f('pk_registry_entry'))
     )
+    op.create_table('replay_guard',
+    sa.Column('key', sa.String(length=200), nullable=False),
+    sa.Column('expires_at', kit.db.UtcDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_replay_guard'))
+    )
+    with op.batch_alter_table('replay_guard', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_replay_guard_expires_at'), ['expires_at'], unique=False)
+
     op.create_table('revoked_access_token',
     sa.Column('jti', sa.String(length=64), nullable=False),
     sa.Column('expires_at', kit.db.UtcDateTime(timezone=True), nullable=False),
@@ -323,6 +332,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_revoked_access_token_expires_at'))
 
     op.drop_table('revoked_access_token')
+    with op.batch_alter_table('replay_guard', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_replay_guard_expires_at'))
+
+    op.drop_table('replay_guard')
     op.drop_table('registry_entry')
     with op.batch_alter_table('phone_code', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_phone_code_phone_index'))

@@ -11,9 +11,14 @@ from kit.clock import FrozenClock
 
 
 def ring() -> KeyRing:
-    return KeyRing(KeyEncryptionKeys([new_kek()]), RotationPolicy(
-        rotate_every=timedelta(days=30), publish_ahead=timedelta(minutes=10),
-        retire_after=timedelta(hours=1)))
+    return KeyRing(
+        KeyEncryptionKeys([new_kek()]),
+        RotationPolicy(
+            rotate_every=timedelta(days=30),
+            publish_ahead=timedelta(minutes=10),
+            retire_after=timedelta(hours=1),
+        ),
+    )
 
 
 def test_first_start_creates_one_active_key_per_alg(session: Session) -> None:
@@ -102,5 +107,6 @@ def test_verifier_rejects_none_and_foreign_keys(session: Session) -> None:
         verify_compact(sign_compact(stranger, {"a": 1}), snap.verify_keys, algorithms=["ES256"])
     # the right key but an algorithm the verifier did not allow
     with pytest.raises(InvalidJws):
-        verify_compact(sign_compact(snap.signer("RS256"), {"a": 1}), snap.verify_keys,
-                       algorithms=["ES256"])
+        verify_compact(
+            sign_compact(snap.signer("RS256"), {"a": 1}), snap.verify_keys, algorithms=["ES256"]
+        )

@@ -1,0 +1,134 @@
+"""Process-wide services and the per-request unit of work that the protocol code uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.orm import Session
+
+from idp.accounts import Accounts
+from idp.claims import pairwise_sub
+from idp.clients import Clients
+from idp.config import IdpConfig
+from idp.enterprises import Enterprises
+from idp.interactions import Interactions
+from idp.models import Client
+from idp.passwords import PasswordHasher
+from idp.pii import PersonalData
+from idp.ports import AuditSink
+from idp.sessions import Sessions
+from idp.tokens import Tokens
+from keys.keyring import KeySnapshot
+from keys.vault import AppSecrets
+from kit.clock import Clock
+
+#: Every application secret the provider uses (see `keys.vault.AppSecrets`).
+SECRET_NAMES = (
+    "pii-id-number",
+    "pii-phone",
+    "pii-sms",
+    "blind-index",
+    "secret-hash",
+    "pairwise-sub",
+    "csrf",
+)
+
+
+@dataclass
+class Services:
+    """Built once per process by `web/`."""
+
+    config: IdpConfig
+    clock: Clock
+    secrets: AppSecrets
+    hasher: PasswordHasher
+    audit: AuditSink
+    keys: Callable[[], KeySnapshot]
+
+    def __post_init__(self) -> None:
+        self.secrets.preload(SECRET_NAMES)
+
+    @cached_property
+    def pii(self) -> PersonalData:
+        return PersonalData(self.secrets)
+
+    def secret_hash(self, value: str) -> str:
+        return self.secrets.hmac("secret-hash", value)
+
+
+class Context:
+    """One unit of work: a database session plus the request's origin. The caller owns
+    the transaction (commit or roll back); services only flush."""
+
+    def __init__(
+        self,
+        services: Services,
+        session: Session,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        self.services = services
+        self.session = session
+        self.source = source
+        self.user_agent = user_agent
+        self.config = services.config
+        self.clock = services.clock
+        self.audit = services.audit
+
+    @cached_property
+    def keys(self) -> KeySnapshot:
+        return self.services.keys()
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        s = self.services
+        return Accounts(
+            self.session, pii=s.pii, hasher=s.hasher, clock=s.clock, config=s.config, audit=s.audit
+        )
+
+    @cached_property
+    def clients(self) -> Clients:
+        return Clients(
+            self.session, clock=self.clock, secret_hash=self.services.secret_hash, audit=self.audit
+        )
+
+    @cached_property
+    def sessions(self) -> Sessions:
+        return Sessions(
+            self.session,
+            clock=self.clock,
+            config=self.config,
+            secret_hash=self.services.secret_hash,
+            audit=self.audit,
+        )
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        return Tokens(
+            self.session,
+            keys=self.keys,
+            config=self.config,
+            clock=self.clock,
+            secret_hash=self.services.secret_hash,
+        )
+
+    @cached_property
+    def interactions(self) -> Interactions:
+        return Interactions(
+            self.session,
+            clock=self.clock,
+            config=self.config,
+            secret_hash=self.services.secret_hash,
+        )
+
+    @cached_property
+    def enterprises(self) -> Enterprises:
+        return Enterprises(self.session, clock=self.clock, audit=self.audit)
+
+    def sub_for(self, client: Client, account_id: str) -> str:
+        return pairwise_sub(
+            self.services.secrets.get("pairwise-sub"), client.sector_identifier, account_id
+        )

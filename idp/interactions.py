@@ -1,0 +1,62 @@
+"""A pending authorization request while the user logs in, passes the second factor and
+consents. Stored server-side (any replica can continue it) and bound to the browser that
+started it through a cookie secret, so a link to someone else's login step is useless."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from idp.config import IdpConfig
+from idp.models import Interaction
+from kit.clock import Clock
+from kit.ids import constant_time_equal, new_secret
+
+
+class Interactions:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        clock: Clock,
+        config: IdpConfig,
+        secret_hash: Callable[[str], str],
+    ) -> None:
+        self.session = session
+        self.clock = clock
+        self.config = config
+        self.secret_hash = secret_hash
+
+    def start(self, params: dict[str, Any], *, browser_secret: str, stage: str) -> Interaction:
+        now = self.clock.now()
+        row = Interaction(
+            id=new_secret("", 24),
+            params=params,
+            browser_hash=self.secret_hash(browser_secret),
+            stage=stage,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.config.interaction_ttl),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def load(self, interaction_id: str | None, *, browser_secret: str | None) -> Interaction | None:
+        if not interaction_id or not browser_secret or len(interaction_id) > 64:
+            return None
+        row = self.session.get(Interaction, interaction_id)
+        if row is None or row.expires_at <= self.clock.now():
+            return None
+        if not constant_time_equal(row.browser_hash, self.secret_hash(browser_secret)):
+            return None
+        return row
+
+    def finish(self, row: Interaction) -> None:
+        self.session.delete(row)
+        self.session.flush()
+
+    def purge_expired(self) -> None:
+        self.session.query(Interaction).filter(Interaction.expires_at <= self.clock.now()).delete()

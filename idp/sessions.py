@@ -1,0 +1,141 @@
+"""Single sign-on sessions (ASVS V7). A session has a public id (`sid`, used in tokens)
+and a separate cookie secret of 256 bits stored only as a keyed hash; every (re)login
+creates a new session (ASVS 7.2.4); idle and absolute timeouts end it (ASVS 7.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from idp.config import IdpConfig
+from idp.models import Account, SessionClient, SsoSession
+from idp.ports import AuditSink
+from kit.clock import Clock
+from kit.ids import new_secret
+
+#: Don't write `last_seen_at` on every request: a minute of precision is enough for idle.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+class Sessions:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        clock: Clock,
+        config: IdpConfig,
+        secret_hash: Callable[[str], str],
+        audit: AuditSink,
+    ) -> None:
+        self.session = session
+        self.clock = clock
+        self.config = config
+        self.secret_hash = secret_hash
+        self.audit = audit
+
+    def create(
+        self,
+        account: Account,
+        *,
+        acr: str,
+        amr: list[str],
+        user_agent: str | None,
+        replaces: SsoSession | None = None,
+        source: str | None = None,
+    ) -> tuple[SsoSession, str]:
+        """Start a new session (the old one, if any, ends: a fresh id at every login)."""
+        now = self.clock.now()
+        if replaces is not None and replaces.ended_at is None:
+            replaces.ended_at = now
+        cookie = new_secret("", 32)
+        sso = SsoSession(
+            id=new_secret("", 24),
+            cookie_hash=self.secret_hash(cookie),
+            account_id=account.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=self.config.session_absolute_ttl),
+            auth_time=now,
+            acr=acr,
+            amr=amr,
+            user_agent=(user_agent or "")[:256] or None,
+        )
+        self.session.add(sso)
+        self.session.flush()
+        self.audit.record(
+            self.session,
+            "session.created",
+            actor=f"user:{account.id}",
+            subject=account.id,
+            source=source,
+            details={"acr": acr, "amr": amr},
+        )
+        return sso, cookie
+
+    def from_cookie(self, cookie: str | None) -> SsoSession | None:
+        """The live session a cookie names, or None (expired, idle, ended, unknown)."""
+        if not cookie or len(cookie) > 128:
+            return None
+        sso = self.session.execute(
+            select(SsoSession).where(SsoSession.cookie_hash == self.secret_hash(cookie))
+        ).scalar_one_or_none()
+        if sso is None or sso.ended_at is not None:
+            return None
+        now = self.clock.now()
+        idle_limit = sso.last_seen_at + timedelta(seconds=self.config.session_idle_ttl)
+        if now >= sso.expires_at or now >= idle_limit:
+            return None
+        if now - sso.last_seen_at >= TOUCH_EVERY:
+            sso.last_seen_at = now
+        return sso
+
+    def add_participant(self, sso: SsoSession, client_id: str) -> None:
+        if self.session.get(SessionClient, (sso.id, client_id)) is None:
+            self.session.add(
+                SessionClient(session_id=sso.id, client_id=client_id, first_at=self.clock.now())
+            )
+            self.session.flush()
+
+    def participants(self, sso: SsoSession) -> list[str]:
+        return list(
+            self.session.execute(
+                select(SessionClient.client_id).where(SessionClient.session_id == sso.id)
+            ).scalars()
+        )
+
+    def end(self, sso: SsoSession, *, reason: str, actor: str | None = None) -> bool:
+        """End a session once; returns False if it had already ended."""
+        result = self.session.execute(
+            update(SsoSession)
+            .where(SsoSession.id == sso.id, SsoSession.ended_at.is_(None))
+            .values(ended_at=self.clock.now())
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        sso.ended_at = self.clock.now()
+        self.audit.record(
+            self.session,
+            "session.ended",
+            actor=actor,
+            subject=sso.account_id,
+            details={"reason": reason},
+        )
+        return True
+
+    def get(self, sid: str) -> SsoSession | None:
+        return self.session.get(SsoSession, sid)
+
+    def live_for_account(self, account_id: str) -> list[SsoSession]:
+        now = self.clock.now()
+        return list(
+            self.session.execute(
+                select(SsoSession).where(
+                    SsoSession.account_id == account_id,
+                    SsoSession.ended_at.is_(None),
+                    SsoSession.expires_at > now,
+                )
+            ).scalars()
+        )

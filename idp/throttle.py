@@ -1,0 +1,62 @@
+"""Fixed-window failure counters shared by every replica: in Redis when configured,
+otherwise in the database (one upsert per failure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from idp.models import ThrottleCounter
+
+
+class Throttle:
+    def __init__(self, redis: Any | None = None, *, window: int = 60) -> None:
+        self.redis = redis
+        self.window = window
+
+    def _bucket(self, now: datetime) -> int:
+        return int(now.timestamp()) // self.window
+
+    def retry_after(self, now: datetime) -> int:
+        return self.window - int(now.timestamp()) % self.window
+
+    def failures(self, session: Session, key: str, now: datetime) -> int:
+        bucket = self._bucket(now)
+        if self.redis is not None:
+            value = self.redis.get(f"tb:throttle:{key}:{bucket}")
+            return int(value or 0)
+        row = session.execute(
+            select(ThrottleCounter.count).where(
+                ThrottleCounter.key == key[:128], ThrottleCounter.window_start == bucket
+            )
+        ).scalar_one_or_none()
+        return int(row or 0)
+
+    def fail(self, session: Session, key: str, now: datetime) -> int:
+        bucket = self._bucket(now)
+        if self.redis is not None:
+            name = f"tb:throttle:{key}:{bucket}"
+            pipe = self.redis.pipeline()
+            pipe.incr(name)
+            pipe.expire(name, self.window * 2)
+            return int(pipe.execute()[0])
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(ThrottleCounter).values(key=key[:128], window_start=bucket, count=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key", "window_start"],
+            set_={"count": ThrottleCounter.count + 1},
+        )
+        session.execute(stmt)
+        return self.failures(session, key, now)
+
+    def purge(self, session: Session, now: datetime) -> None:
+        if self.redis is None:
+            session.query(ThrottleCounter).filter(
+                ThrottleCounter.window_start < self._bucket(now) - 1
+            ).delete()

@@ -1,0 +1,174 @@
+"""JSON Canonicalization Scheme (JCS, RFC 8785).
+
+Signed JSON is serialised one way only, so that a verifier can recompute the exact bytes
+that were signed: object members sorted by their UTF-16 code units (§3.2.3), no
+insignificant white space (§3.2.1), strings escaped minimally (§3.2.2.2) and numbers
+written as ECMAScript's `Number.prototype.toString` writes them (§3.2.2.3).
+
+Only I-JSON values (RFC 7493) are accepted: no NaN or infinities, no integers beyond what an
+IEEE 754 double holds exactly, no lone surrogates, string keys only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kit.errors import InvalidInput
+
+__all__ = ["CanonicalisationError", "canonical_json", "is_canonical", "loads_strict"]
+
+#: 2^53: above it an integer is not exactly representable as an IEEE 754 double (I-JSON §2.2).
+_MAX_SAFE_INT = 2**53
+
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+class CanonicalisationError(InvalidInput):
+    code = "not_canonicalisable"
+
+
+def _string(text: str) -> str:
+    """RFC 8785 §3.2.2.2: escape `"`, `\\` and C0 controls only; lowercase `\\u00xx`."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif code < 0x20:
+            out.append(f"\\u{code:04x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise CanonicalisationError("a string holds a lone surrogate (not I-JSON)")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _number(value: float) -> str:
+    """ECMAScript Number::toString (ECMA-262 §7.1.12.1), as RFC 8785 §3.2.2.3 requires.
+
+    Python's `repr` gives the shortest digit string that round-trips (the same digits
+    ECMAScript chooses); only the placement of the decimal point and exponent differs.
+    """
+    if math.isnan(value) or math.isinf(value):
+        raise CanonicalisationError("NaN and Infinity are not JSON numbers")
+    if value == 0:
+        return "0"  # also -0 (§3.2.2.3)
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp_text = repr(abs(value)).partition("e")
+    int_part, _, frac_part = mantissa.partition(".")
+    # repr gives value = int(int_part + frac_part) × 10^(exp − len(frac_part));
+    # ECMA-262 wants value = 0.d1…dk × 10^n with d1 ≠ 0 and dk ≠ 0.
+    significant = (int_part + frac_part).lstrip("0")
+    n = len(significant) + (int(exp_text) if exp_text else 0) - len(frac_part)
+    digits = significant.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    exponent = n - 1
+    exp_sign = "+" if exponent >= 0 else "-"
+    head = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{sign}{head}e{exp_sign}{abs(exponent)}"
+
+
+def _utf16_key(key: str) -> bytes:
+    # §3.2.3: sort by UTF-16 code units, which differs from code-point order for
+    # characters beyond the BMP (an emoji sorts before U+FB33).
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _serialise(value: Any, out: list[str], depth: int) -> None:
+    if depth > 64:
+        raise CanonicalisationError("JSON nested deeper than 64 levels")
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_string(value))
+    elif isinstance(value, int):
+        if abs(value) > _MAX_SAFE_INT:
+            raise CanonicalisationError("an integer is beyond 2^53 (not I-JSON)")
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(_number(value))
+    elif isinstance(value, Mapping):
+        items = []
+        for key in value:
+            if not isinstance(key, str):
+                raise CanonicalisationError("object member names must be strings")
+            items.append(key)
+        items.sort(key=_utf16_key)
+        out.append("{")
+        for index, key in enumerate(items):
+            if index:
+                out.append(",")
+            out.append(_string(key))
+            out.append(":")
+            _serialise(value[key], out, depth + 1)
+        out.append("}")
+    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _serialise(item, out, depth + 1)
+        out.append("]")
+    else:
+        raise CanonicalisationError(f"{type(value).__name__} is not a JSON value")
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of a JSON value (dict, list, str, int, float,
+    bool or None). Raises `CanonicalisationError` for anything outside I-JSON."""
+    out: list[str] = []
+    _serialise(value, out, 0)
+    return "".join(out).encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise CanonicalisationError(f"{name} is not a JSON number")
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """Parse JSON, rejecting NaN/Infinity literals and duplicate member names (I-JSON §2.3)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, val in items:
+            if key in result:
+                raise CanonicalisationError(f"duplicate member name {key!r}")
+            result[key] = val
+        return result
+
+    try:
+        return json.loads(data, object_pairs_hook=pairs, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, CanonicalisationError):
+            raise
+        raise CanonicalisationError("not valid JSON", detail=str(exc)) from exc
+
+
+def is_canonical(data: bytes) -> bool:
+    """True if `data` is exactly the canonical form of the JSON it holds."""
+    try:
+        return canonical_json(loads_strict(data)) == data
+    except (CanonicalisationError, UnicodeDecodeError):
+        return False

@@ -1,0 +1,184 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from idp.throttle import Throttle
+from kit.errors import TongbanError
+from web import account_routes, admin_routes, login_routes, oidc_routes, register_routes
+from web.auth import BearerRejected
+from web.browser import Browser
+from web.discovery import metadata_bytes
+from web.http import PAGE_CSP, problem
+from web.runtime import Runtime, build_runtime
+from web.settings import Settings
+from web.workers import delivery_loop, maintenance_loop
+
+log = logging.getLogger("tongban")
+
+API_PREFIXES = (
+    "/token",
+    "/introspect",
+    "/revoke",
+    "/userinfo",
+    "/jwks",
+    "/.well-known",
+    "/admin/",
+    "/api/",
+    "/openapi.json",
+)
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot token path)."""
+
+    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+        self.app = app
+        self.https = https
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        page = not path.startswith(API_PREFIXES) and not path.startswith("/static/")
+        extra: list[tuple[bytes, bytes]] = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if page:
+            extra += [
+                (b"content-security-policy", PAGE_CSP.encode()),
+                (b"x-frame-options", b"DENY"),
+            ]
+        else:
+            extra.append(
+                (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+            )
+        if self.https:
+            extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in extra if k not in present
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True
+) -> FastAPI:
+    runtime = runtime or build_runtime(settings)
+    delivery = delivery_loop(runtime)
+    maintenance = maintenance_loop(runtime)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.keys()  # first start creates the signing keys
+        if background:
+            delivery.start()
+            maintenance.start()
+        yield
+        if background:
+            delivery.stop()
+            maintenance.stop()
+
+    app = FastAPI(
+        title="Tongban 通办",
+        version="0.1.0",
+        summary="Identity and e-certificate trust service of the provincial government-service "
+        "platform: OpenID Connect provider, electronic seals and e-licences.",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads third-party scripts; the JSON is at /openapi.json
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.browser = Browser(runtime)
+    app.state.throttle = Throttle(_redis(runtime.settings))
+    app.state.discovery = metadata_bytes(runtime.settings.issuer)
+    app.state.deliveries = delivery
+
+    app.include_router(oidc_routes.router)
+    app.include_router(login_routes.router)
+    app.include_router(account_routes.router)
+    app.include_router(register_routes.router)
+    app.include_router(admin_routes.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem(exc.status_code, _title(exc.status_code), str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        return problem(
+            400,
+            "Invalid request",
+            "The request does not match the schema.",
+            extra={"errors": errors},
+        )
+
+    @app.exception_handler(BearerRejected)
+    async def bearer_rejected(request: Request, exc: BearerRejected) -> Response:
+        challenge = 'Bearer realm="tongban"'
+        if exc.error:
+            challenge += f', error="{exc.error}", error_description="{exc.description}"'
+        return problem(
+            exc.status,
+            exc.error or "unauthorized",
+            exc.description or "An access token is required.",
+            headers={"WWW-Authenticate": challenge},
+        )
+
+    @app.exception_handler(TongbanError)
+    async def domain_error(request: Request, exc: TongbanError) -> Response:
+        return problem(exc.status, exc.code, exc.description)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Never a stack trace to the caller; the log has it.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "The server could not complete the request.")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        from web.browser import see_other
+
+        return see_other("/account")
+
+    return app
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _redis(settings: Settings) -> Any:
+    if not settings.redis_url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=1.0)

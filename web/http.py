@@ -1,0 +1,132 @@
+"""Adapters between Starlette and the protocol core, and the cross-cutting HTTP rules:
+security headers, client address (RFC 9700 §4.13), RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
+
+from idp.context import Context
+from idp.oauth import CoreRequest, CoreResponse
+from web.runtime import Runtime
+
+JSON_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+#: ASVS 3.4, RFC 9700 §4.16: no framing, no sniffing, no referrer leaks, strict CSP with
+#: no third-party sources.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def security_headers(response: Response, *, https: bool, page: bool) -> None:
+    h = response.headers
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    if page:
+        h.setdefault("Content-Security-Policy", PAGE_CSP)
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Cache-Control", "no-store")
+    else:
+        h.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    if https:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
+def client_address(request: Request, trusted: list[str]) -> str | None:
+    """The peer address; X-Forwarded-For is believed only from a trusted proxy."""
+    peer = request.client.host if request.client else None
+    if not peer or not trusted:
+        return peer
+    try:
+        peer_ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if not any(peer_ip in ipaddress.ip_network(net, strict=False) for net in trusted):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    return hops[-1] if hops else peer
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    type_: str = "about:blank",
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """RFC 9457 problem details."""
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if extra:
+        body.update(extra)
+    return JSONResponse(
+        body,
+        status_code=status,
+        media_type="application/problem+json",
+        headers={**JSON_HEADERS, **(headers or {})},
+    )
+
+
+def core_request(request: Request, params: list[tuple[str, str]]) -> CoreRequest:
+    return CoreRequest(request.method, str(request.url), Headers(scope=request.scope), params)
+
+
+async def form_pairs(request: Request, *, limit: int = 64 * 1024) -> list[tuple[str, str]]:
+    """The urlencoded body as pairs; oversized or non-form bodies give an empty list."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return []
+    body = await request.body()
+    if len(body) > limit:
+        return []
+    from urllib.parse import parse_qsl
+
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return []
+
+
+def to_response(resp: CoreResponse) -> Response:
+    headers = dict(resp.headers)
+    if isinstance(resp.body, dict | list):
+        content = json.dumps(resp.body, separators=(",", ":")).encode()
+        headers.setdefault("Content-Type", "application/json")
+    else:
+        content = (resp.body or "").encode() if isinstance(resp.body, str) else resp.body or b""
+    headers.setdefault("Cache-Control", "no-store")
+    return Response(content, status_code=resp.status, headers=headers)
+
+
+@contextmanager
+def unit_of_work(runtime: Runtime, request: Request) -> Iterator[Context]:
+    """The request owns the transaction: commit when the handler returns, roll back when
+    it raises. OAuth error *responses* are returns, so deliberate writes made while
+    refusing a request (reuse revocation, failure counters) are kept."""
+    session = runtime.factory()
+    try:
+        ctx = runtime.context(
+            session,
+            source=client_address(request, runtime.settings.trusted_proxies),
+            user_agent=request.headers.get("user-agent"),
+        )
+        yield ctx
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

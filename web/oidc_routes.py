@@ -1,0 +1,290 @@
+"""Protocol endpoints: discovery, JWKS, authorization, token, userinfo, introspection,
+revocation and RP-initiated logout. Protocol logic lives in `idp/`; these adapt HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from idp.authorize import Outcome, authorize, request_from_interaction
+from idp.claims import user_claims
+from idp.models import Account, Client, Grant
+from idp.oauth import TongbanServer
+from keys.jws import InvalidJws
+from web.browser import TEMPLATES, Browser, see_other
+from web.http import JSON_HEADERS, core_request, form_pairs, to_response, unit_of_work
+from web.logout_page import logout_endpoint
+from web.runtime import Runtime
+
+router = APIRouter()
+
+
+def rt(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def browser(request: Request) -> Browser:
+    b: Browser = request.app.state.browser
+    return b
+
+
+@router.get(
+    "/.well-known/openid-configuration",
+    tags=["discovery"],
+    summary="OpenID Provider metadata (OIDC Discovery 1.0)",
+)
+async def openid_configuration(request: Request) -> Response:
+    return Response(
+        request.app.state.discovery,
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    tags=["discovery"],
+    summary="Authorization server metadata (RFC 8414)",
+)
+async def oauth_metadata(request: Request) -> Response:
+    return await openid_configuration(request)
+
+
+@router.get("/jwks", tags=["discovery"], summary="Public signing keys (RFC 7517), newest first")
+async def jwks(request: Request) -> Response:
+    snap = rt(request).keys()
+    return Response(
+        snap.jwks_bytes,
+        media_type="application/jwk-set+json",
+        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+def render_outcome(
+    request: Request, outcome: Outcome, *, secret: str, new_cookie: bool
+) -> Response:
+    b = browser(request)
+    response: Response
+    if outcome.kind == "redirect":
+        assert outcome.location
+        response = see_other(outcome.location)
+    elif outcome.kind == "form_post":
+        html = TEMPLATES.get_template("form_post.html").render(
+            action=outcome.form_action, fields=outcome.form_fields
+        )
+        response = HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    elif outcome.kind == "error_page":
+        response = b.render(
+            request,
+            "error.html",
+            status=400,
+            secret=secret,
+            message=outcome.description,
+            code=outcome.error,
+        )
+    else:
+        assert outcome.interaction is not None
+        path = {"login": "/login", "otp": "/login/otp", "consent": "/consent"}[outcome.kind]
+        response = see_other(f"{path}?interaction={outcome.interaction.id}")
+    if new_cookie:
+        b.remember(response, secret)
+    return response
+
+
+@router.api_route(
+    "/authorize",
+    methods=["GET", "POST"],
+    tags=["oidc"],
+    summary="Authorization endpoint (OIDC Core §3.1.2)",
+)
+async def authorization_endpoint(request: Request) -> Response:
+    params = (
+        list(request.query_params.multi_items())
+        if request.method == "GET"
+        else await form_pairs(request)
+    )
+    b = browser(request)
+    secret, new_cookie = b.secret(request)
+    session_cookie = b.session_value(request)
+
+    def work() -> Outcome:
+        with unit_of_work(rt(request), request) as ctx:
+            sso = ctx.sessions.from_cookie(session_cookie)
+            return authorize(ctx, core_request(request, params), sso=sso, browser_secret=secret)
+
+    outcome = await run_in_threadpool(work)
+    return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
+
+
+@router.get("/authorize/resume", tags=["oidc"], include_in_schema=False)
+async def resume(request: Request, interaction: str = "") -> Response:
+    b = browser(request)
+    secret, new_cookie = b.secret(request)
+    session_cookie = b.session_value(request)
+
+    def work() -> Outcome | str:
+        with unit_of_work(rt(request), request) as ctx:
+            row = ctx.interactions.load(interaction, browser_secret=secret)
+            if row is None:
+                return "expired"
+            if "_return" in row.params:
+                target = str(row.params["_return"])
+                ctx.interactions.finish(row)
+                return target
+            sso = ctx.sessions.from_cookie(session_cookie)
+            return authorize(
+                ctx,
+                request_from_interaction(ctx, row),
+                sso=sso,
+                browser_secret=secret,
+                interaction=row,
+            )
+
+    outcome = await run_in_threadpool(work)
+    if outcome == "expired":
+        t = b.translator(request)
+        return b.render(
+            request,
+            "error.html",
+            status=400,
+            message=t.pick(
+                (
+                    "登录请求已过期，请返回原系统重新登录。",
+                    "The login request expired; go back to the department system and start again.",
+                )
+            ),
+        )
+    if isinstance(outcome, str):
+        return see_other(outcome)
+    return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
+
+
+@router.post("/token", tags=["oidc"], summary="Token endpoint (RFC 6749 §3.2)")
+async def token_endpoint(request: Request) -> Response:
+    params = await form_pairs(request)
+
+    def work() -> Response:
+        with unit_of_work(rt(request), request) as ctx:
+            return to_response(
+                TongbanServer(ctx).create_token_response(core_request(request, params))
+            )
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/introspect", tags=["oidc"], summary="Token introspection (RFC 7662)")
+async def introspection_endpoint(request: Request) -> Response:
+    params = await form_pairs(request)
+
+    def work() -> Response:
+        with unit_of_work(rt(request), request) as ctx:
+            return to_response(
+                TongbanServer(ctx).create_endpoint_response(
+                    "introspection", core_request(request, params)
+                )
+            )
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/revoke", tags=["oidc"], summary="Token revocation (RFC 7009)")
+async def revocation_endpoint(request: Request) -> Response:
+    params = await form_pairs(request)
+
+    def work() -> Response:
+        with unit_of_work(rt(request), request) as ctx:
+            return to_response(
+                TongbanServer(ctx).create_endpoint_response(
+                    "revocation", core_request(request, params)
+                )
+            )
+
+    return await run_in_threadpool(work)
+
+
+def bearer_error(status: int, error: str | None, description: str | None = None) -> Response:
+    """RFC 6750 §3: errors in WWW-Authenticate; no error code when no token was sent."""
+    parts = ['Bearer realm="tongban"']
+    body: dict[str, Any] = {}
+    if error:
+        parts.append(f'error="{error}"')
+        body["error"] = error
+        if description:
+            parts.append(f'error_description="{description}"')
+            body["error_description"] = description
+    return JSONResponse(
+        body, status_code=status, headers={**JSON_HEADERS, "WWW-Authenticate": ", ".join(parts)}
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    """The access token from the Authorization header only (FAPI 2.0 §5.3.4)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+@router.api_route(
+    "/userinfo",
+    methods=["GET", "POST"],
+    tags=["oidc"],
+    summary="UserInfo endpoint (OIDC Core §5.3)",
+)
+async def userinfo_endpoint(request: Request) -> Response:
+    token = bearer_token(request)
+    if token is None:
+        if request.method == "POST" and "access_token" in dict(await form_pairs(request)):
+            return bearer_error(
+                400, "invalid_request", "Send the access token in the Authorization header."
+            )
+        return bearer_error(401, None)
+
+    def work() -> Response:
+        with unit_of_work(rt(request), request) as ctx:
+            try:
+                claims = ctx.tokens.verify_access_token(token)
+            except InvalidJws:
+                return bearer_error(401, "invalid_token", "The access token is not valid.")
+            scopes = str(claims.get("scope", "")).split()
+            if "openid" not in scopes or "gid" not in claims:
+                return bearer_error(
+                    403, "insufficient_scope", "The token does not carry the openid scope."
+                )
+            grant = ctx.session.get(Grant, claims["gid"])
+            account = ctx.session.get(Account, grant.account_id) if grant else None
+            client = ctx.session.get(Client, claims["client_id"])
+            if grant is None or account is None or client is None:
+                return bearer_error(401, "invalid_token", "The access token is not valid.")
+            requested = list(((grant.claims or {}).get("userinfo") or {}).keys())
+            body = {
+                "sub": claims["sub"],
+                **user_claims(
+                    account=account,
+                    client=client,
+                    scopes=scopes,
+                    phone=ctx.accounts.phone(account),
+                    id_number=ctx.accounts.id_number(account) if "id_number" in scopes else None,
+                    enterprises=(
+                        ctx.enterprises.for_agent(account.id) if "enterprise" in scopes else []
+                    ),
+                    requested=requested,
+                ),
+            }
+            return JSONResponse(body, headers=JSON_HEADERS)
+
+    return await run_in_threadpool(work)
+
+
+router.add_api_route(
+    "/logout",
+    logout_endpoint,
+    methods=["GET", "POST"],
+    tags=["oidc"],
+    summary="End-session endpoint (OpenID RP-Initiated Logout 1.0)",
+)
