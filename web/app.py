@@ -62,6 +62,7 @@ class SecurityHeaders:
             extra += [
                 (b"content-security-policy", PAGE_CSP.encode()),
                 (b"x-frame-options", b"DENY"),
+                (b"cache-control", b"no-store"),
             ]
         else:
             extra.append(

@@ -15,6 +15,7 @@ from idp.claims import SCOPE_TEXT
 from idp.context import Context
 from idp.errors import LoginFailed, SecondFactorFailed
 from idp.models import Account, Interaction
+from idp.signin import establish_session
 from idp.throttle import Throttle
 from web.browser import Browser, see_other
 from web.http import form_pairs, unit_of_work
@@ -123,22 +124,8 @@ async def login_submit(request: Request) -> Response:
             if ctx.accounts.has_second_factor(account):
                 row.stage, row.account_id = "otp", account.id
                 return {"kind": "otp", "row": row.id}
-            old = ctx.sessions.from_cookie(old_cookie)
-            _sso, cookie = ctx.sessions.create(
-                account,
-                acr=ACR_PASSWORD,
-                amr=["pwd"],
-                user_agent=ctx.user_agent,
-                replaces=old,
-                source=ctx.source,
-            )
-            ctx.audit.record(
-                ctx.session,
-                "login.succeeded",
-                subject=account.id,
-                source=ctx.source,
-                details={"acr": ACR_PASSWORD},
-            )
+            _sid, cookie = establish_session(ctx, account, acr=ACR_PASSWORD, amr=["pwd"],
+                                             current_cookie=old_cookie)
             row.login_done, row.account_id = True, account.id
             return {"kind": "done", "row": row.id, "cookie": cookie}
 
@@ -224,22 +211,8 @@ async def otp_submit(request: Request) -> Response:
                     "status": 401,
                     "message": t.pick((exc.zh, exc.description)),
                 }
-            old = ctx.sessions.from_cookie(old_cookie)
-            _sso, cookie = ctx.sessions.create(
-                account,
-                acr=ACR_MFA,
-                amr=["pwd", "otp"],
-                user_agent=ctx.user_agent,
-                replaces=old,
-                source=ctx.source,
-            )
-            ctx.audit.record(
-                ctx.session,
-                "login.succeeded",
-                subject=account.id,
-                source=ctx.source,
-                details={"acr": ACR_MFA},
-            )
+            _sid, cookie = establish_session(ctx, account, acr=ACR_MFA, amr=["pwd", "otp"],
+                                             current_cookie=old_cookie)
             row.login_done = True
             return {"kind": "done", "row": row.id, "cookie": cookie}
 

@@ -1,0 +1,386 @@
+"""Public HTTP endpoints of the seal trust layer.
+
+- `POST /api/v1/verify`: verify a sealed JWS (JSON `{"jws": "..."}`, `application/jose`)
+  or a sealed PDF (`application/pdf`, or multipart field `file`); `{"jws": [...]}`
+  verifies a batch. Answers the frozen report as JSON; bad requests get RFC 9457 problem
+  details, oversized ones 413. The service's own trust anchors and CRLs, at the current
+  time.
+- `GET /api/v1/trust`: root and issuing CA, TSA and seal certificates, CRLs (and their
+  URLs) as PEM/base64 and a JWKS with `x5c`, cacheable, for offline verifiers;
+  `?format=pem` gives the CA certificates as one PEM file.
+- `GET /pki/crl/{ca}.crl`: the CA's current CRL, DER (RFC 5280 §5, `application/pkix-crl`).
+- `POST /tsa`: the RFC 3161 timestamp authority over HTTP (§3.4,
+  `application/timestamp-query` → `application/timestamp-reply`).
+
+The runtime is `request.app.state.runtime` (`factory`, `keks`, `clock`, `settings`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from keys.pki import ISSUING, ROOT, Pki, PkiError, pem
+from keys.pki_models import CertificateAuthority
+from keys.signer import public_jwk_of
+from kit.clock import utc
+from kit.db import transaction
+from signing import jws_seal, pades
+from signing.models import Seal
+from signing.report import VerificationReport
+from signing.trust import TrustAnchors, ValidationPolicy, x5t_s256
+from signing.tsa import MAX_REQUEST_BYTES, TimestampAuthority, load_tsa
+from web.cli_pki import build_pki
+from web.http import problem
+
+router = APIRouter()
+
+POLICY = ValidationPolicy()
+#: JSON and JOSE bodies (a batch of 1000 sealed documents fits easily)
+MAX_JSON_BYTES = 8 * 1024 * 1024
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """Read the body, refusing more than `limit` bytes without buffering them."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass
+class _Anchors:
+    key: tuple[tuple[str, int], ...]
+    anchors: TrustAnchors
+
+
+class SigningState:
+    """Per-process state: the PKI service and the trust anchors, rebuilt only when a CA's
+    CRL number changes (a revocation shows at once, without re-reading every time)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.pki: Pki = build_pki(runtime.settings, runtime.keks)
+        self._anchors: _Anchors | None = None
+        self._tsa: TimestampAuthority | None = None
+        self._lock = threading.Lock()
+
+    def anchors(self) -> TrustAnchors:
+        now = self.runtime.clock.now()
+        with self.runtime.factory() as session:
+            rows = list(
+                session.execute(
+                    select(
+                        CertificateAuthority.name,
+                        CertificateAuthority.crl_number,
+                        CertificateAuthority.crl_next_update,
+                    )
+                ).all()
+            )
+        key = tuple((name, number) for name, number, _ in rows)
+        cached = self._anchors
+        due = any(n is not None and utc(n) <= now for _, _, n in rows)
+        if cached is not None and cached.key == key and not due:
+            return cached.anchors
+        with self._lock, transaction(self.runtime.factory) as session:
+            roots = (self.pki.ca_certificate(session, ROOT),)
+            intermediates = (self.pki.ca_certificate(session, ISSUING),)
+            crls = tuple(
+                x509.load_der_x509_crl(self.pki.current_crl(session, name, now))
+                for name in (ROOT, ISSUING)
+            )
+            ca_rows = self.pki.authorities(session)
+            anchors = TrustAnchors(roots, intermediates, crls)
+            self._anchors = _Anchors(tuple((c.name, c.crl_number) for c in ca_rows), anchors)
+        return anchors
+
+    def tsa(self) -> TimestampAuthority:
+        with self._lock:
+            if self._tsa is None or not (
+                self._tsa.chain.leaf.not_valid_before_utc
+                <= self.runtime.clock.now()
+                <= self._tsa.chain.leaf.not_valid_after_utc
+            ):
+                with self.runtime.factory() as session:
+                    self._tsa = load_tsa(session, self.pki, self.runtime.clock)
+            return self._tsa
+
+
+def signing_state(request: Request) -> SigningState:
+    state = getattr(request.app.state, "signing", None)
+    if state is None:
+        state = SigningState(request.app.state.runtime)
+        request.app.state.signing = state
+    return state
+
+
+def _report_json(report: VerificationReport) -> dict[str, Any]:
+    return report.to_dict()
+
+
+def _verify_jws(state: SigningState, tokens: list[object], batch: bool) -> dict[str, Any]:
+    anchors = state.anchors()
+    verifier = jws_seal.JwsVerifier(anchors, state.runtime.clock.now(), policy=POLICY)
+    reports = verifier.verify_many(tokens)
+    if not batch:
+        return _report_json(reports[0])
+    return {
+        "count": len(reports),
+        "passed": sum(1 for r in reports if r.passed),
+        "reports": [_report_json(r) for r in reports],
+    }
+
+
+def _verify_pdf(state: SigningState, pdf: bytes) -> dict[str, Any]:
+    anchors = state.anchors()
+    moment: datetime = state.runtime.clock.now()
+    reports = pades.verify_all(pdf, anchors, moment, policy=POLICY)
+    failing = [r for r in reports if not r.passed]
+    main = failing[0] if failing else reports[-1]
+    body = _report_json(main)
+    if len(reports) > 1:
+        body["signatures"] = [_report_json(r) for r in reports]
+    return body
+
+
+@router.post("/api/v1/verify", tags=["seals"], summary="Verify a sealed JWS or PDF")
+async def verify(request: Request) -> Response:
+    """Verify offline against the province's trust anchors at the current time. The
+    answer is 200 with the report for any document (PASSED, INDETERMINATE or FAILED);
+    4xx problem details only when the request itself is unusable."""
+    state = signing_state(request)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if media == "application/pdf":
+            pdf = await _body(request, POLICY.max_pdf_bytes)
+            body = await run_in_threadpool(_verify_pdf, state, pdf)
+        elif media in ("application/jose", "text/plain"):
+            raw = await _body(request, POLICY.max_jws_bytes)
+            token = raw.decode("ascii", errors="replace").strip()
+            body = await run_in_threadpool(_verify_jws, state, [token], False)
+        elif media == "application/json":
+            raw = await _body(request, MAX_JSON_BYTES)
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError):
+                return problem(400, "Malformed JSON", "The body is not JSON.")
+            jws = data.get("jws") if isinstance(data, dict) else None
+            if isinstance(jws, str):
+                body = await run_in_threadpool(_verify_jws, state, [jws], False)
+            elif isinstance(jws, list) and jws:
+                if len(jws) > POLICY.max_batch:
+                    return problem(413, "Batch too large", f"At most {POLICY.max_batch} documents.")
+                body = await run_in_threadpool(_verify_jws, state, jws, True)
+            else:
+                return problem(
+                    400,
+                    "Nothing to verify",
+                    'Send {"jws": "<compact JWS>"} or {"jws": ["…", "…"]}.',
+                )
+        elif media == "multipart/form-data":
+            if int(request.headers.get("content-length") or 0) > POLICY.max_pdf_bytes + 65536:
+                raise _TooLarge
+            form = await request.form(max_files=1, max_fields=4)
+            upload = form.get("file")
+            text = form.get("jws")
+            if upload is not None and not isinstance(upload, str):
+                data_bytes = await upload.read(POLICY.max_pdf_bytes + 1)
+                if len(data_bytes) > POLICY.max_pdf_bytes:
+                    raise _TooLarge
+                if data_bytes.lstrip()[:5] == b"%PDF-":
+                    body = await run_in_threadpool(_verify_pdf, state, data_bytes)
+                else:
+                    token = data_bytes.decode("ascii", errors="replace").strip()
+                    body = await run_in_threadpool(_verify_jws, state, [token], False)
+            elif isinstance(text, str) and text.strip():
+                body = await run_in_threadpool(_verify_jws, state, [text.strip()], False)
+            else:
+                return problem(400, "Nothing to verify", "Upload a field `file` or `jws`.")
+        else:
+            return problem(
+                415,
+                "Unsupported media type",
+                "Send application/json, application/jose, application/pdf or multipart/form-data.",
+            )
+    except _TooLarge:
+        return problem(413, "Too large", "The document is larger than this service accepts.")
+    except PkiError:
+        return problem(503, "Trust anchors unavailable", "The PKI is not initialised.")
+    return JSONResponse(body, headers=NO_STORE)
+
+
+def _trust_bundle(state: SigningState) -> dict[str, Any]:
+    runtime = state.runtime
+    pki = state.pki
+    now = runtime.clock.now()
+    with transaction(runtime.factory) as session:
+        cas = pki.authorities(session)
+        crls = []
+        for ca in cas:
+            der = pki.current_crl(session, ca.name, now)
+            crl = x509.load_der_x509_crl(der)
+            crls.append(
+                {
+                    "ca": ca.name,
+                    "url": pki.settings.crl_url(ca.name),
+                    "der_b64": base64.b64encode(der).decode(),
+                    "this_update": crl.last_update_utc.isoformat(),
+                    "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+                }
+            )
+
+        def entry(name: str, cert: x509.Certificate) -> dict[str, Any]:
+            return {
+                "name": name,
+                "subject": cert.subject.rfc4514_string(),
+                "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+                "pem": pem(cert),
+            }
+
+        certs = {ca.name: x509.load_pem_x509_certificate(ca.certificate_pem.encode()) for ca in cas}
+        roots = [entry(ca.name, certs[ca.name]) for ca in cas if ca.kind == "root"]
+        intermediates = [entry(ca.name, certs[ca.name]) for ca in cas if ca.kind != "root"]
+        tsas = [
+            entry("tsa", x509.load_pem_x509_certificate(r.certificate_pem.encode()))
+            for r in pki.certificates(session, purpose="tsa")
+            if r.status == "valid"
+        ]
+        seal_entries = []
+        keys = []
+        for seal in session.execute(select(Seal).order_by(Seal.created_at)).scalars():
+            for row in pki.certificates(session, purpose="seal"):
+                if row.holder != seal.id:
+                    continue
+                chain = pki.chain_for(session, row)
+                cert = chain.leaf
+                kid = x5t_s256(cert)
+                seal_entries.append(
+                    {
+                        "seal_id": seal.id,
+                        "name": seal.name,
+                        "type": seal.seal_type,
+                        "department_uscc": seal.department_uscc,
+                        "department_name": seal.department_name,
+                        "seal_status": seal.status,
+                        "certificate_status": row.status,
+                        "current": row.serial == seal.certificate_serial,
+                        "kid": kid,
+                        "serial": row.serial,
+                        "not_before": cert.not_valid_before_utc.isoformat(),
+                        "not_after": cert.not_valid_after_utc.isoformat(),
+                        "pem": pem(cert),
+                    }
+                )
+                key = _public_jwk(cert, kid, seal.alg)
+                key["x5c"] = [base64.b64encode(d).decode() for d in chain.der()]
+                keys.append(key)
+    return {
+        "issuer": pki.settings.issuer,
+        "roots": roots,
+        "intermediates": intermediates,
+        "timestamp_authorities": tsas,
+        "seals": seal_entries,
+        "crls": crls,
+        "jwks": {"keys": keys},
+        "jws_typ": jws_seal.SEAL_TYP,
+        "algorithms": sorted(POLICY.algorithms),
+    }
+
+
+def _public_jwk(cert: x509.Certificate, kid: str, alg: str) -> dict[str, Any]:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        return {"kid": kid}
+    return public_jwk_of(key, kid=kid, alg=alg)
+
+
+@router.get("/api/v1/trust", tags=["seals"], summary="Trust anchors for offline verifiers")
+def trust(request: Request, format: str = "json") -> Response:
+    state = signing_state(request)
+    try:
+        bundle = _trust_bundle(state)
+    except PkiError:
+        return problem(503, "Trust anchors unavailable", "The PKI is not initialised.")
+    if format == "pem":
+        text = "".join(c["pem"] for c in bundle["roots"] + bundle["intermediates"])
+        content: bytes = text.encode()
+        media = "application/x-pem-file"
+    else:
+        content = json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
+        media = "application/json"
+    etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": "public, max-age=300", "ETag": etag, "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type=media, headers=headers)
+
+
+@router.get("/pki/crl/{ca}.crl", tags=["seals"], summary="A CA's current CRL (DER)")
+def crl(request: Request, ca: str) -> Response:
+    state = signing_state(request)
+    now = state.runtime.clock.now()
+    try:
+        with transaction(state.runtime.factory) as session:
+            der = state.pki.current_crl(session, ca, now)
+    except PkiError:
+        return problem(404, "No such CA", f"There is no CRL for {ca!r}.")
+    parsed = x509.load_der_x509_crl(der)
+    next_update = parsed.next_update_utc
+    max_age = 3600
+    if next_update is not None:
+        max_age = max(0, min(max_age, int((next_update - now).total_seconds())))
+    return Response(
+        der,
+        media_type="application/pkix-crl",
+        headers={
+            "Cache-Control": f"public, max-age={max_age}",
+            "ETag": '"' + hashlib.sha256(der).hexdigest()[:32] + '"',
+        },
+    )
+
+
+@router.post("/tsa", tags=["seals"], summary="RFC 3161 timestamp authority")
+async def timestamp(request: Request) -> Response:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/timestamp-query":
+        return problem(415, "Unsupported media type", "Send application/timestamp-query.")
+    try:
+        body = await _body(request, MAX_REQUEST_BYTES)
+    except _TooLarge:
+        return problem(413, "Too large", "A timestamp query is a few hundred bytes.")
+    state = signing_state(request)
+    try:
+        tsa = await run_in_threadpool(state.tsa)
+    except PkiError:
+        return problem(503, "Timestamp authority unavailable", "The PKI is not initialised.")
+    reply = await run_in_threadpool(tsa.respond, body)
+    return Response(reply, media_type="application/timestamp-reply", headers=NO_STORE)
+
+
+__all__ = ["SigningState", "router", "signing_state"]
