@@ -18,12 +18,16 @@ run: $(STAMP)
 	exec $(BIN)/tongban serve --host 127.0.0.1 --port 8000
 
 # Debian packages the tests drive for real: Chromium (browser tests), SoftHSM2
-# (PKCS#11), Poppler (pdfsig) and wrk (benchmarks).
+# (PKCS#11), Poppler (pdfsig) with NSS tools (its trust store), a CJK font for seal
+# images, and wrk (benchmarks).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v softhsm2-util >/dev/null || missing="$$missing softhsm2"; \
 	command -v pdfsig >/dev/null || missing="$$missing poppler-utils"; \
+	command -v certutil >/dev/null || missing="$$missing libnss3-tools"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing="$$missing fonts-wqy-zenhei"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

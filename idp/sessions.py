@@ -36,8 +36,15 @@ class Sessions:
         self.secret_hash = secret_hash
         self.audit = audit
 
-    def create(self, account: Account, *, acr: str, amr: list[str], user_agent: str | None,
-               source: str | None = None) -> tuple[SsoSession, str]:
+    def create(
+        self,
+        account: Account,
+        *,
+        acr: str,
+        amr: list[str],
+        user_agent: str | None,
+        source: str | None = None,
+    ) -> tuple[SsoSession, str]:
         now = self.clock.now()
         cookie = new_secret("", 32)
         sso = SsoSession(
@@ -54,12 +61,19 @@ class Sessions:
         )
         self.session.add(sso)
         self.session.flush()
-        self.audit.record(self.session, "session.created", actor=f"user:{account.id}",
-                          subject=account.id, source=source, details={"acr": acr, "amr": amr})
+        self.audit.record(
+            self.session,
+            "session.created",
+            actor=f"user:{account.id}",
+            subject=account.id,
+            source=source,
+            details={"acr": acr, "amr": amr},
+        )
         return sso, cookie
 
-    def reauthenticate(self, sso: SsoSession, *, acr: str, amr: list[str],
-                       source: str | None = None) -> str:
+    def reauthenticate(
+        self, sso: SsoSession, *, acr: str, amr: list[str], source: str | None = None
+    ) -> str:
         """The same user authenticated again (login prompt, max_age, step-up): a new cookie
         secret (ASVS 7.2.4) and a new `auth_time`, but the same SSO session — its `sid`
         and the relying parties that joined it — so single logout still reaches them."""
@@ -69,9 +83,14 @@ class Sessions:
         sso.auth_time = sso.last_seen_at = now
         sso.acr, sso.amr = acr, amr
         self.session.flush()
-        self.audit.record(self.session, "session.created", actor=f"user:{sso.account_id}",
-                          subject=sso.account_id, source=source,
-                          details={"acr": acr, "amr": amr, "reauthenticated": True})
+        self.audit.record(
+            self.session,
+            "session.created",
+            actor=f"user:{sso.account_id}",
+            subject=sso.account_id,
+            source=source,
+            details={"acr": acr, "amr": amr, "reauthenticated": True},
+        )
         return cookie
 
     def from_cookie(self, cookie: str | None) -> SsoSession | None:

@@ -7,8 +7,9 @@ from idp.logout import end_session
 from idp.models import Account
 
 
-def establish_session(ctx: Context, account: Account, *, acr: str, amr: list[str],
-                      current_cookie: str | None) -> tuple[str, str]:
+def establish_session(
+    ctx: Context, account: Account, *, acr: str, amr: list[str], current_cookie: str | None
+) -> tuple[str, str]:
     """Returns (sid, cookie). The same account keeps its session (new cookie secret); a
     different account first logs the previous one out everywhere."""
     current = ctx.sessions.from_cookie(current_cookie)
@@ -18,8 +19,15 @@ def establish_session(ctx: Context, account: Account, *, acr: str, amr: list[str
     else:
         if current is not None:
             end_session(ctx, current, reason="another_account_logged_in")
-        sso, cookie = ctx.sessions.create(account, acr=acr, amr=amr, user_agent=ctx.user_agent,
-                                          source=ctx.source)
-    ctx.audit.record(ctx.session, "login.succeeded", actor=f"user:{account.id}",
-                     subject=account.id, source=ctx.source, details={"acr": acr})
+        sso, cookie = ctx.sessions.create(
+            account, acr=acr, amr=amr, user_agent=ctx.user_agent, source=ctx.source
+        )
+    ctx.audit.record(
+        ctx.session,
+        "login.succeeded",
+        actor=f"user:{account.id}",
+        subject=account.id,
+        source=ctx.source,
+        details={"acr": acr},
+    )
     return sso.id, cookie

@@ -13,25 +13,24 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kit.errors import InvalidInput
 
-__all__ = ["CanonicalisationError", "canonical_json", "is_canonical", "loads_strict"]
+__all__ = [
+    "CanonicalisationError",
+    "canonical_json",
+    "is_canonical",
+    "loads_strict",
+    "parse_canonical",
+]
 
 #: 2^53: above it an integer is not exactly representable as an IEEE 754 double (I-JSON §2.2).
 _MAX_SAFE_INT = 2**53
 
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
+_encode_basestring = json.encoder.encode_basestring
 
 
 class CanonicalisationError(InvalidInput):
@@ -39,20 +38,12 @@ class CanonicalisationError(InvalidInput):
 
 
 def _string(text: str) -> str:
-    """RFC 8785 §3.2.2.2: escape `"`, `\\` and C0 controls only; lowercase `\\u00xx`."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif code < 0x20:
-            out.append(f"\\u{code:04x}")
-        elif 0xD800 <= code <= 0xDFFF:
-            raise CanonicalisationError("a string holds a lone surrogate (not I-JSON)")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """RFC 8785 §3.2.2.2: escape `"`, `\\` and C0 controls only; lowercase `\\u00xx`.
+
+    This is exactly what the C encoder behind `json.dumps(..., ensure_ascii=False)` does
+    (short escapes for \\b \\t \\n \\f \\r, `\\u00xx` for the other controls, everything
+    else verbatim); lone surrogates are caught when the result is encoded as UTF-8."""
+    return _encode_basestring(text)
 
 
 def _number(value: float) -> str:
@@ -140,35 +131,101 @@ def canonical_json(value: Any) -> bytes:
     bool or None). Raises `CanonicalisationError` for anything outside I-JSON."""
     out: list[str] = []
     _serialise(value, out, 0)
-    return "".join(out).encode("utf-8")
+    try:
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CanonicalisationError("a string holds a lone surrogate (not I-JSON)") from exc
 
 
 def _reject_constant(name: str) -> Any:
     raise CanonicalisationError(f"{name} is not a JSON number")
 
 
+def _unique_pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, val in items:
+        if key in result:
+            raise CanonicalisationError(f"duplicate member name {key!r}")
+        result[key] = val
+    return result
+
+
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_pairs, parse_constant=_reject_constant)
+
+
 def loads_strict(data: bytes | str) -> Any:
     """Parse JSON, rejecting NaN/Infinity literals and duplicate member names (I-JSON §2.3)."""
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, val in items:
-            if key in result:
-                raise CanonicalisationError(f"duplicate member name {key!r}")
-            result[key] = val
-        return result
-
     try:
-        return json.loads(data, object_pairs_hook=pairs, parse_constant=_reject_constant)
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        return _STRICT.decode(text)
     except (ValueError, RecursionError) as exc:
         if isinstance(exc, CanonicalisationError):
             raise
         raise CanonicalisationError("not valid JSON", detail=str(exc)) from exc
 
 
+class _NotFast(Exception):
+    """Internal: leave the fast path of `parse_canonical`."""
+
+
+def _fast_float(text: str) -> float:
+    value = float(text)
+    # Python's repr and ECMAScript agree on the digits (both shortest round trip) and, for
+    # a plain decimal, on the notation, except that repr keeps ".0" on integral values.
+    # Exponent forms differ in notation, so they leave the fast path.
+    if repr(value) != text or text.endswith(".0") or "e" in text or "E" in text:
+        raise _NotFast
+    return value
+
+
+def _fast_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > _MAX_SAFE_INT:
+        raise _NotFast
+    return value
+
+
+_FAST = json.JSONDecoder(
+    parse_float=_fast_float, parse_int=_fast_int, parse_constant=_reject_constant
+)
+
+
+_NON_BMP_LEAD = re.compile(rb"[\xf0-\xf4]")
+_C_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+def parse_canonical(data: bytes) -> Any:
+    """Parse `data` and return the JSON value, only if `data` is exactly its canonical form
+    (RFC 8785); raise `CanonicalisationError` otherwise.
+
+    Fast path: when every number literal is written as both Python's repr and ECMAScript
+    write it (integers up to 2^53, most decimals) and no character lies beyond the BMP,
+    Python's C encoder with sorted keys produces exactly the RFC 8785 form (the same
+    string escapes; code-point order equals UTF-16 order), so one C round trip decides.
+    Anything else takes the full canonicaliser."""
+    try:
+        text = data.decode("utf-8")
+        value = _FAST.decode(text)
+    except _NotFast:
+        pass
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, CanonicalisationError):
+            raise
+        raise CanonicalisationError("not valid JSON", detail=str(exc)) from exc
+    else:
+        if not _NON_BMP_LEAD.search(data) and _C_DUMPS(value) == text:
+            return value
+    # duplicate names, other spellings, fractions, astral keys: decide exactly
+    value = loads_strict(data)
+    if canonical_json(value) != data:
+        raise CanonicalisationError("not in RFC 8785 canonical form")
+    return value
+
+
 def is_canonical(data: bytes) -> bool:
     """True if `data` is exactly the canonical form of the JSON it holds."""
     try:
-        return canonical_json(loads_strict(data)) == data
+        parse_canonical(data)
     except (CanonicalisationError, UnicodeDecodeError):
         return False
+    return True

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kit.db import Base, make_engine, make_session_factory
 from migrations import import_models, upgrade
+from tests.web.live import LiveServer, Receiver, start_receiver, start_server
 
 PG_ADMIN_DSN = os.environ.get("TONGBAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -92,3 +93,33 @@ def factory(engine: Engine) -> sessionmaker[Session]:
 def session(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as s:
         yield s
+
+
+# -- a live server (tests/web, tests/browser) --------------------------------------------
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    data_dir: Path = tmp_path_factory.mktemp(f"live-{request.param}")
+    if request.param == "sqlite":
+        url, name = f"sqlite:///{data_dir / 'tongban.db'}", None
+    else:
+        name, url = _fresh_pg_database()
+    upgrade(url)
+    server = start_server(url, data_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.runtime.engine.dispose()
+        if name:
+            _drop_pg_database(name)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec, server = start_receiver()
+    yield rec
+    server.shutdown()

@@ -17,7 +17,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idp.throttle import Throttle
 from kit.errors import TongbanError
-from web import account_routes, admin_routes, login_routes, oidc_routes, register_routes
+from web import (
+    account_routes,
+    admin_routes,
+    login_routes,
+    oidc_routes,
+    register_routes,
+    signing_routes,
+)
 from web.auth import BearerRejected
 from web.browser import Browser
 from web.discovery import metadata_bytes
@@ -120,6 +127,7 @@ def create_app(
     app.include_router(account_routes.router)
     app.include_router(register_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(signing_routes.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)
 

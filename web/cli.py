@@ -359,19 +359,10 @@ def openapi() -> None:
     typer.echo(openapi_json())
 
 
-def _mount_optional() -> None:
-    for module, attr, name in (
-        ("web.cli_audit", "audit_app", "audit"),
-        ("web.cli_pki", "pki_app", "pki"),
-        ("web.cli_seal", "seal_app", "seal"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.add_typer(getattr(mod, attr), name=name)
+from web.cli_audit import audit_app  # noqa: E402  (sub-apps register on the root app)
+from web.cli_pki import pki_app  # noqa: E402
+from web.cli_seal import seal_app  # noqa: E402
 
-
-_mount_optional()
+app.add_typer(audit_app, name="audit")
+app.add_typer(pki_app, name="pki")
+app.add_typer(seal_app, name="seal")

@@ -124,8 +124,9 @@ async def login_submit(request: Request) -> Response:
             if ctx.accounts.has_second_factor(account):
                 row.stage, row.account_id = "otp", account.id
                 return {"kind": "otp", "row": row.id}
-            _sid, cookie = establish_session(ctx, account, acr=ACR_PASSWORD, amr=["pwd"],
-                                             current_cookie=old_cookie)
+            _sid, cookie = establish_session(
+                ctx, account, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=old_cookie
+            )
             row.login_done, row.account_id = True, account.id
             return {"kind": "done", "row": row.id, "cookie": cookie}
 
@@ -211,8 +212,9 @@ async def otp_submit(request: Request) -> Response:
                     "status": 401,
                     "message": t.pick((exc.zh, exc.description)),
                 }
-            _sid, cookie = establish_session(ctx, account, acr=ACR_MFA, amr=["pwd", "otp"],
-                                             current_cookie=old_cookie)
+            _sid, cookie = establish_session(
+                ctx, account, acr=ACR_MFA, amr=["pwd", "otp"], current_cookie=old_cookie
+            )
             row.login_done = True
             return {"kind": "done", "row": row.id, "cookie": cookie}
 

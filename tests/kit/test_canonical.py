@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from kit.canonical import CanonicalisationError, canonical_json, is_canonical, loads_strict
+from kit.canonical import (
+    CanonicalisationError,
+    canonical_json,
+    is_canonical,
+    loads_strict,
+    parse_canonical,
+)
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "jcs_rfc8785.json").read_text())
 
@@ -68,3 +74,34 @@ def test_strict_parsing() -> None:
         loads_strict(b"[" * 100_000)
     assert loads_strict('{"a":[1,2]}') == {"a": [1, 2]}
     assert not is_canonical(b"\xff")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":1,"b":[true,false,null],"c":"\\u001f\xe2\x80\xa8"}',
+        b'{"area":89.5,"n":-0.25}',
+        b'{"big":9007199254740993}',
+        b'{"x":1e-7}',
+        b'{"x":100.0}',
+        b'{"x":1e+30}',
+        b'{"\xf0\x9f\x98\x80":1,"\xef\xac\xb3":2}',
+        b'{"\xef\xac\xb3":2,"\xf0\x9f\x98\x80":1}',
+        b'{"a":1,"a":1}',
+        b'{"b":1,"a":2}',
+        b'{"a": 1}',
+        b'"\\ud800"',
+    ],
+)
+def test_parse_canonical_fast_path_agrees_with_the_definition(text: bytes) -> None:
+    """The C fast path of `parse_canonical` accepts exactly what re-serialising accepts."""
+    try:
+        expected = canonical_json(loads_strict(text)) == text
+    except CanonicalisationError:
+        expected = False
+    try:
+        parse_canonical(text)
+        accepted = True
+    except CanonicalisationError:
+        accepted = False
+    assert accepted == expected

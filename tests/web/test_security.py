@@ -17,9 +17,16 @@ from tests.web.live import FormBrowser, LiveServer, Receiver, query
 @pytest.fixture
 def rp(live: LiveServer, receiver: Receiver) -> dict:
     reg = live.add_client(
-        "Security RP", "--redirect-uri", f"{receiver.base}/callback",
-        "--backchannel-logout-uri", f"{receiver.base}/bc",
-        "--scope", "openid", "--scope", "profile")
+        "Security RP",
+        "--redirect-uri",
+        f"{receiver.base}/callback",
+        "--backchannel-logout-uri",
+        f"{receiver.base}/bc",
+        "--scope",
+        "openid",
+        "--scope",
+        "profile",
+    )
     reg["redirect_uri"] = f"{receiver.base}/callback"
     return reg
 
@@ -31,42 +38,63 @@ def pkce() -> tuple[str, str]:
 
 
 def auth_url(live: LiveServer, rp: dict, **extra: str) -> str:
-    params = {"response_type": "code", "client_id": rp["client_id"],
-              "redirect_uri": rp["redirect_uri"], "scope": "openid profile",
-              "state": "s-" + secrets.token_hex(4), "nonce": secrets.token_hex(8), **extra}
+    params = {
+        "response_type": "code",
+        "client_id": rp["client_id"],
+        "redirect_uri": rp["redirect_uri"],
+        "scope": "openid profile",
+        "state": "s-" + secrets.token_hex(4),
+        "nonce": secrets.token_hex(8),
+        **extra,
+    }
     return f"{live.url}/authorize?{urlencode({k: v for k, v in params.items() if v})}"
 
 
 def logged_in(live: LiveServer, rp: dict) -> tuple[FormBrowser, dict]:
     user = live.add_user()
     browser = FormBrowser(live)
-    verifier, challenge = pkce()
-    response = browser.login(browser.get(auth_url(live, rp, code_challenge=challenge,
-                                                  code_challenge_method="S256")), user)
+    _verifier, challenge = pkce()
+    response = browser.login(
+        browser.get(auth_url(live, rp, code_challenge=challenge, code_challenge_method="S256")),
+        user,
+    )
     assert "code=" in response.headers["location"]
     return browser, user
 
 
-def code_for(live: LiveServer, rp: dict, browser: FormBrowser, **extra: str
-             ) -> tuple[str, str]:
+def code_for(live: LiveServer, rp: dict, browser: FormBrowser, **extra: str) -> tuple[str, str]:
     verifier, challenge = pkce()
-    response = browser.follow(browser.get(auth_url(
-        live, rp, code_challenge=challenge, code_challenge_method="S256", **extra)))
+    response = browser.follow(
+        browser.get(
+            auth_url(live, rp, code_challenge=challenge, code_challenge_method="S256", **extra)
+        )
+    )
     return query(response.headers["location"])["code"], verifier
 
 
-def redeem(live: LiveServer, rp: dict, code: str, verifier: str | None,
-           redirect_uri: str | None = None) -> httpx.Response:
-    data = {"grant_type": "authorization_code", "code": code,
-            "redirect_uri": redirect_uri or rp["redirect_uri"]}
+def redeem(
+    live: LiveServer, rp: dict, code: str, verifier: str | None, redirect_uri: str | None = None
+) -> httpx.Response:
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri or rp["redirect_uri"],
+    }
     if verifier:
         data["code_verifier"] = verifier
-    return httpx.post(f"{live.url}/token", data=data,
-                      auth=(rp["client_id"], rp["client_secret"]))
+    return httpx.post(f"{live.url}/token", data=data, auth=(rp["client_id"], rp["client_secret"]))
 
 
-@pytest.mark.parametrize("bad", ["https://evil.example/cb", "{base}/callback/../x",
-                                 "{base}/callback?extra=1", "{base}/CALLBACK", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://evil.example/cb",
+        "{base}/callback/../x",
+        "{base}/callback?extra=1",
+        "{base}/CALLBACK",
+        "",
+    ],
+)
 def test_unregistered_redirect_uri_gets_an_error_page_never_a_redirect(
     live: LiveServer, rp: dict, receiver: Receiver, bad: str
 ) -> None:
@@ -83,17 +111,20 @@ def test_unknown_client_and_hostile_input_get_error_pages(live: LiveServer, rp: 
     assert httpx.get(f"{live.url}/authorize?" + "a=" + "x" * 20000).status_code in (400, 414)
 
 
-@pytest.mark.parametrize(("extra", "error"), [
-    ({"response_type": "token"}, "unsupported_response_type"),
-    ({"response_type": "code id_token"}, "unsupported_response_type"),
-    ({"code_challenge": "x" * 43, "code_challenge_method": "plain"}, "invalid_request"),
-    ({"response_mode": "fragment"}, "invalid_request"),
-    ({"request": "eyJ.x.y"}, "request_not_supported"),
-    ({"prompt": "none login"}, "invalid_request"),
-    ({"claims": "{not json"}, "invalid_request"),
-    ({"max_age": "-1"}, "invalid_request"),
-    ({"prompt": "none"}, "login_required"),
-])
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"response_type": "code id_token"}, "unsupported_response_type"),
+        ({"code_challenge": "x" * 43, "code_challenge_method": "plain"}, "invalid_request"),
+        ({"response_mode": "fragment"}, "invalid_request"),
+        ({"request": "eyJ.x.y"}, "request_not_supported"),
+        ({"prompt": "none login"}, "invalid_request"),
+        ({"claims": "{not json"}, "invalid_request"),
+        ({"max_age": "-1"}, "invalid_request"),
+        ({"prompt": "none"}, "login_required"),
+    ],
+)
 def test_bad_requests_are_redirected_with_state_and_iss(
     live: LiveServer, rp: dict, extra: dict, error: str
 ) -> None:
@@ -108,8 +139,15 @@ def test_bad_requests_are_redirected_with_state_and_iss(
 
 
 def test_public_clients_must_use_pkce(live: LiveServer, receiver: Receiver) -> None:
-    reg = live.add_client("Native app", "--redirect-uri", f"{receiver.base}/callback",
-                          "--auth-method", "none", "--scope", "openid")
+    reg = live.add_client(
+        "Native app",
+        "--redirect-uri",
+        f"{receiver.base}/callback",
+        "--auth-method",
+        "none",
+        "--scope",
+        "openid",
+    )
     reg["redirect_uri"] = f"{receiver.base}/callback"
     response = httpx.get(auth_url(live, reg, scope="openid"))
     assert query(response.headers["location"])["error"] == "invalid_request"
@@ -124,8 +162,11 @@ def test_code_is_single_use_and_reuse_revokes_its_tokens(live: LiveServer, rp: d
     assert first.headers["cache-control"] == "no-store"
     second = redeem(live, rp, code, verifier)
     assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
-    intro = httpx.post(f"{live.url}/introspect", data={"token": first.json()["access_token"]},
-                       auth=(rp["client_id"], rp["client_secret"])).json()
+    intro = httpx.post(
+        f"{live.url}/introspect",
+        data={"token": first.json()["access_token"]},
+        auth=(rp["client_id"], rp["client_secret"]),
+    ).json()
     assert intro == {"active": False}  # RFC 9700 §4.2.4
 
 
@@ -139,34 +180,49 @@ def test_pkce_verifier_is_enforced_and_downgrade_rejected(live: LiveServer, rp: 
     assert redeem(live, rp, plain_code, "v" * 50).json()["error"] == "invalid_request"
 
 
-def test_code_is_bound_to_client_and_redirect_uri(live: LiveServer, rp: dict,
-                                                  receiver: Receiver) -> None:
+def test_code_is_bound_to_client_and_redirect_uri(
+    live: LiveServer, rp: dict, receiver: Receiver
+) -> None:
     browser, _ = logged_in(live, rp)
     code, verifier = code_for(live, rp, browser)
     other = live.add_client("Other", "--redirect-uri", f"{receiver.base}/callback")
-    stolen = httpx.post(f"{live.url}/token", data={
-        "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-        "redirect_uri": rp["redirect_uri"]}, auth=(other["client_id"], other["client_secret"]))
+    stolen = httpx.post(
+        f"{live.url}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": rp["redirect_uri"],
+        },
+        auth=(other["client_id"], other["client_secret"]),
+    )
     assert stolen.json()["error"] == "invalid_grant"
     code, verifier = code_for(live, rp, browser)
     wrong = redeem(live, rp, code, verifier, redirect_uri=rp["redirect_uri"] + "x")
     assert wrong.json()["error"] == "invalid_grant"
 
 
-def test_token_endpoint_rejects_password_grant_bad_auth_and_junk(live: LiveServer,
-                                                                 rp: dict) -> None:
-    ropc = httpx.post(f"{live.url}/token", data={"grant_type": "password", "username": "a",
-                                                 "password": "b"},
-                      auth=(rp["client_id"], rp["client_secret"]))
+def test_token_endpoint_rejects_password_grant_bad_auth_and_junk(
+    live: LiveServer, rp: dict
+) -> None:
+    ropc = httpx.post(
+        f"{live.url}/token",
+        data={"grant_type": "password", "username": "a", "password": "b"},
+        auth=(rp["client_id"], rp["client_secret"]),
+    )
     assert ropc.json()["error"] == "unsupported_grant_type"
-    bad = httpx.post(f"{live.url}/token", data={"grant_type": "client_credentials"},
-                     auth=(rp["client_id"], "tbcs_wrong"))
+    bad = httpx.post(
+        f"{live.url}/token",
+        data={"grant_type": "client_credentials"},
+        auth=(rp["client_id"], "tbcs_wrong"),
+    )
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
-    for body, ctype in ((b"\xff\xfe\x00", "application/x-www-form-urlencoded"),
-                        (b'{"grant_type":"client_credentials"}', "application/json"),
-                        (b"grant_type=" + b"x" * 100_000, "application/x-www-form-urlencoded")):
-        response = httpx.post(f"{live.url}/token", content=body,
-                              headers={"content-type": ctype})
+    for body, ctype in (
+        (b"\xff\xfe\x00", "application/x-www-form-urlencoded"),
+        (b'{"grant_type":"client_credentials"}', "application/json"),
+        (b"grant_type=" + b"x" * 100_000, "application/x-www-form-urlencoded"),
+    ):
+        response = httpx.post(f"{live.url}/token", content=body, headers={"content-type": ctype})
         assert 400 <= response.status_code < 500, response.text[:200]
         assert "error" in response.json()
 
@@ -183,8 +239,9 @@ def test_userinfo_takes_the_token_only_from_the_header(live: LiveServer, rp: dic
     ok = httpx.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200 and ok.json()["name"] == "测试市民"
     forged = httpx.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {token}x"})
-    assert forged.status_code == 401 and 'error="invalid_token"' in forged.headers[
-        "www-authenticate"]
+    assert (
+        forged.status_code == 401 and 'error="invalid_token"' in forged.headers["www-authenticate"]
+    )
 
 
 def test_login_pages_are_hardened(live: LiveServer, rp: dict) -> None:
@@ -210,16 +267,23 @@ def test_same_answer_for_unknown_and_known_users_then_throttling(
     browser = FormBrowser(live)
     page = browser.follow(browser.get(auth_url(live, rp)))
     known = browser.post("/login", page, username=user["id_number"], password="wrong-password!")
-    unknown = browser.post("/login", page, username="11010519491231002X",
-                           password="wrong-password!")
+    unknown = browser.post(
+        "/login", page, username="11010519491231002X", password="wrong-password!"
+    )
     assert known.status_code == unknown.status_code == 401
     strip = lambda r: r.text.replace(user["id_number"], "").replace("11010519491231002X", "")  # noqa: E731
-    assert strip(known).replace(
-        'value="', "").split("csrf")[0] == strip(unknown).replace('value="', "").split("csrf")[0]
+    assert (
+        strip(known).replace('value="', "").split("csrf")[0]
+        == strip(unknown).replace('value="', "").split("csrf")[0]
+    )
     assert user["id_number"] not in live.log_path.read_text()
     try:
-        statuses = [browser.post("/login", page, username=f"1101052099010{i:04d}",
-                                 password="wrong-password!").status_code for i in range(55)]
+        statuses = [
+            browser.post(
+                "/login", page, username=f"1101052099010{i:04d}", password="wrong-password!"
+            ).status_code
+            for i in range(55)
+        ]
         assert 429 in statuses and statuses.index(429) >= 45
     finally:  # the live server is shared: give the other tests their budget back
         with live.runtime.factory.begin() as session:
@@ -228,10 +292,18 @@ def test_same_answer_for_unknown_and_known_users_then_throttling(
 
 def test_form_post_response_mode(live: LiveServer, rp: dict) -> None:
     browser, _ = logged_in(live, rp)
-    verifier, challenge = pkce()
-    page = browser.follow(browser.get(auth_url(live, rp, response_mode="form_post",
-                                               code_challenge=challenge,
-                                               code_challenge_method="S256")))
+    _verifier, challenge = pkce()
+    page = browser.follow(
+        browser.get(
+            auth_url(
+                live,
+                rp,
+                response_mode="form_post",
+                code_challenge=challenge,
+                code_challenge_method="S256",
+            )
+        )
+    )
     assert page.status_code == 200
     assert f'action="{rp["redirect_uri"]}"' in page.text
     assert 'name="code"' in page.text and 'name="iss"' in page.text

@@ -1,0 +1,254 @@
+"""Audit-log benchmarks (issue 4): append throughput, the cost `record()` adds to an
+action's transaction, and verification time — 1,000,000 events through the verifier (from
+event content, as `verify_log` reads it, without the database) and a smaller log read back
+from SQLite and PostgreSQL.
+
+Run alone with `python -m bench.bench_audit`; `run()` returns (name, figure) pairs.
+Bounded to well under two minutes on the 2-core reference machine. PostgreSQL figures need
+the local server (`TONGBAN_TEST_PG`, as the tests use); they are skipped without it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit import AuditLog, CheckpointKeys, Sequencer, verify_log
+from audit._entry import GENESIS, leaf_data
+from audit.checkpoints import sign_checkpoint
+from audit.merkle import CompactRange, leaf_hash
+from audit.verify import CheckpointInput, HeadInput, PrunedInput, RowInput, run_verifier
+from keys.signer import SoftwareSigner, generate_private_key
+from kit.clock import FrozenClock
+from kit.db import make_engine, make_session_factory, transaction
+from migrations import upgrade
+
+MILLION = 1_000_000
+APPEND_EVENTS = {"sqlite": 5_000, "postgresql": 2_000}
+DB_VERIFY_EVENTS = {"sqlite": 100_000, "postgresql": 50_000}
+PG_ADMIN = os.environ.get("TONGBAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f} events/s ({count:,} in {seconds:.2f} s)"
+
+
+# -- verification of a million events ------------------------------------------------------
+
+_T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _fields(i: int) -> dict[str, object]:
+    return {
+        "event_id": f"{i:032x}",
+        "time": _T0 + timedelta(microseconds=i * 1000),
+        "event": "token.issued",
+        "actor": f"client:dept-{i % 50}",
+        "subject": f"{(i * 7919) % 100000:032x}",
+        "client_id": f"dept-{i % 50}",
+        "source": f"10.{i % 256}.{(i >> 8) % 256}.{i % 7}",
+        "result": "success",
+        "details": f'{{"grant":"{i:032x}","refresh":true,"scope":"openid profile"}}',
+    }
+
+
+def _entry(i: int, prev: bytes) -> bytes:
+    return leaf_data(prev=prev, **_fields(i))  # type: ignore[arg-type]
+
+
+def verify_million(n: int = MILLION) -> list[tuple[str, str]]:
+    """Build a log of `n` synthetic events with a checkpoint every n/10, then time the
+    verifier over it reading each event's fields (recanonicalising and rehashing them)."""
+    signer = SoftwareSigner("bench-audit", "ES256", generate_private_key("ES256"))
+    keys = CheckpointKeys({"keys": [signer.public_jwk()]})
+    leaves = bytearray()
+    compact = CompactRange()
+    checkpoints: list[CheckpointInput] = []
+    prev = GENESIS
+    started = time.perf_counter()
+    every = max(n // 10, 1)
+    for i in range(n):
+        digest = leaf_hash(_entry(i, prev))
+        leaves += digest
+        compact.append(digest)
+        prev = digest
+        if compact.size % every == 0 or compact.size == n:
+            root = compact.root()
+            token = sign_checkpoint(
+                signer,
+                log_id="tongban-audit",
+                seq=len(checkpoints),
+                tree_size=compact.size,
+                root_hash=root,
+                now=_T0,
+            )
+            checkpoints.append(CheckpointInput(token, len(checkpoints), compact.size, root))
+    build = time.perf_counter() - started
+
+    def rows() -> Iterator[RowInput]:
+        view = memoryview(leaves)
+        before = GENESIS
+        for i in range(n):
+            stored = bytes(view[32 * i : 32 * i + 32])
+            yield RowInput(i, _entry(i, before), stored, before)
+            before = stored
+
+    started = time.perf_counter()
+    report = run_verifier(
+        log_id="tongban-audit",
+        keys=keys,
+        rows=rows,
+        checkpoints=checkpoints,
+        pruned=PrunedInput(),
+        head=HeadInput(n, compact.root(), prev, len(checkpoints)),
+    )
+    seconds = time.perf_counter() - started
+    if not report.ok:
+        raise RuntimeError(report.summary())
+    return [
+        (
+            f"audit: verify {n:,} events (in memory, from event content)",
+            f"{seconds:.1f} s ({n / seconds:,.0f} events/s; target < 60 s)",
+        ),
+        (f"audit: build + hash {n:,} synthetic events (set-up)", f"{build:.1f} s"),
+    ]
+
+
+# -- database-backed figures ---------------------------------------------------------------
+
+
+def _append(factory: sessionmaker[Session], backend: str) -> list[tuple[str, str]]:
+    """An action's transaction with and without `record()`. The action writes one row of
+    its own (a token endpoint writes its grant), so the difference is what auditing adds:
+    one more INSERT in a transaction that commits anyway."""
+    count = APPEND_EVENTS[backend]
+    clock = FrozenClock()
+    log = AuditLog(pseudonym_key=secrets.token_bytes(32), clock=clock)
+    details = {"scope": "openid profile", "grant": "0" * 32, "refresh": True}
+    with transaction(factory) as session:
+        session.execute(text("CREATE TABLE bench_action (id BIGINT PRIMARY KEY, v TEXT)"))
+    action = text("INSERT INTO bench_action (id, v) VALUES (:id, 'x')")
+
+    def timed(audited: bool, offset: int) -> float:
+        started = time.perf_counter()
+        for i in range(count):
+            with transaction(factory) as session:
+                session.execute(action, {"id": offset + i})
+                if audited:
+                    log.record(
+                        session,
+                        "token.issued",
+                        actor="client:dept-a",
+                        subject=f"acct-{i}",
+                        client_id="dept-a",
+                        source="10.0.0.1",
+                        details=details,
+                    )
+        return time.perf_counter() - started
+
+    timed(False, 10 * count)  # warm up the connection pool and caches
+    bare = timed(False, 0)
+    audited = timed(True, count)
+    sequencer = Sequencer(factory, clock, batch_size=1000)
+    started = time.perf_counter()
+    placed = sequencer.sequence()
+    sequenced = time.perf_counter() - started
+    assert placed == count
+    per_bare = bare / count * 1e6
+    per_audited = audited / count * 1e6
+    return [
+        (f"audit[{backend}]: record, one transaction per action", _rate(count, audited)),
+        (
+            f"audit[{backend}]: cost record() adds to a writing transaction",
+            f"{per_audited - per_bare:+,.0f} µs ({per_bare:,.0f} → {per_audited:,.0f} µs per "
+            f"action, {100 * (per_audited - per_bare) / per_bare:+.0f}%)",
+        ),
+        (f"audit[{backend}]: sequence into the tree (batches of 1000)", _rate(placed, sequenced)),
+    ]
+
+
+def _bulk_fill(factory: sessionmaker[Session], count: int) -> None:
+    """Pending events in bulk (1000 per transaction), then sequenced."""
+    clock = FrozenClock()
+    log = AuditLog(pseudonym_key=b"b" * 32, clock=clock)
+    done = 0
+    while done < count:
+        with transaction(factory) as session:
+            for i in range(done, min(done + 1000, count)):
+                log.record(
+                    session,
+                    "token.issued",
+                    actor="client:dept-a",
+                    subject=f"acct-{i}",
+                    client_id="dept-a",
+                    source="10.0.0.1",
+                    details={"scope": "openid", "n": i},
+                )
+        done = min(done + 1000, count)
+    Sequencer(factory, clock, batch_size=5000).sequence()
+
+
+def _db_verify(factory: sessionmaker[Session], backend: str) -> list[tuple[str, str]]:
+    count = DB_VERIFY_EVENTS[backend] - APPEND_EVENTS[backend]
+    _bulk_fill(factory, count)
+    total = count + APPEND_EVENTS[backend]
+    started = time.perf_counter()
+    report = verify_log(factory)
+    seconds = time.perf_counter() - started
+    if report.findings:
+        raise RuntimeError(report.summary())
+    return [
+        (
+            f"audit[{backend}]: verify {total:,} stored events",
+            f"{seconds:.2f} s ({total / seconds:,.0f} events/s; "
+            f"≈ {MILLION / (total / seconds):.0f} s per million)",
+        )
+    ]
+
+
+def _backend(url: str, backend: str) -> list[tuple[str, str]]:
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        factory = make_session_factory(engine)
+        return _append(factory, backend) + _db_verify(factory, backend)
+    finally:
+        engine.dispose()
+
+
+def _postgresql() -> list[tuple[str, str]]:
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        return [("audit[postgresql]", f"skipped: {type(exc).__name__}")]
+    name = f"tongban_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        try:
+            return _backend(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", "postgresql")
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def run() -> list[tuple[str, str]]:
+    figures: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        figures += _backend(f"sqlite:///{Path(folder) / 'bench.db'}", "sqlite")
+    figures += _postgresql()
+    figures += verify_million()
+    return figures
+
+
+if __name__ == "__main__":
+    for name, figure in run():
+        print(f"{name:<66} {figure}")

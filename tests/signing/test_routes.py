@@ -1,0 +1,147 @@
+"""HTTP: /api/v1/verify (single, batch, PDF, hostile input), /api/v1/trust (usable by an
+offline verifier), /pki/crl/{ca}.crl and /tsa."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from asn1crypto import algos, tsp
+from cryptography import x509
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from keys.kek import KeyEncryptionKeys
+from kit.clock import FrozenClock
+from signing import jws_seal, pades
+from signing.trust import TrustAnchors
+from tests.signing.province import Province, blank_pdf
+from web.signing_routes import router
+
+
+@dataclass
+class _Settings:
+    issuer: str = "https://tongban.example.gov.cn"
+    province_name: str = "示范省"
+
+
+@dataclass
+class _Runtime:
+    """The slice of `web.runtime.Runtime` the routes use (a real database)."""
+
+    factory: sessionmaker[Session]
+    keks: KeyEncryptionKeys
+    clock: FrozenClock
+    settings: Any
+
+
+@pytest.fixture(scope="module")
+def client(province: Province) -> TestClient:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.runtime = _Runtime(
+        province.factory, province.pki.keys.keks, province.clock, _Settings()
+    )
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def token(province: Province) -> str:
+    seal = province.new_seal()
+    return jws_seal.seal({"a": 1}, province.sealer(seal.id), now=province.clock.now())
+
+
+def test_verify_single_batch_and_raw(client: TestClient, token: str) -> None:
+    r = client.post("/api/v1/verify", json={"jws": token})
+    assert r.status_code == 200 and r.json()["indication"] == "PASSED"
+    assert r.json()["document"] == {"a": 1}
+    assert r.headers["cache-control"] == "no-store"
+    r = client.post("/api/v1/verify", content=token, headers={"content-type": "application/jose"})
+    assert r.json()["indication"] == "PASSED"
+    r = client.post("/api/v1/verify", json={"jws": [token, token, "x.y.z"]})
+    body = r.json()
+    assert body["count"] == 3 and body["passed"] == 2
+    assert body["reports"][2]["sub_indication"] == "FORMAT_FAILURE"
+
+
+def test_verify_pdf_raw_and_multipart(client: TestClient, province: Province) -> None:
+    seal = province.new_seal()
+    pdf = pades.seal(
+        blank_pdf(), province.sealer(seal.id), province.tsa(), now=province.clock.now()
+    )
+    r = client.post("/api/v1/verify", content=pdf, headers={"content-type": "application/pdf"})
+    assert r.status_code == 200 and r.json()["indication"] == "PASSED", r.json()
+    r = client.post("/api/v1/verify", files={"file": ("s.pdf", pdf, "application/pdf")})
+    assert r.json()["indication"] == "PASSED"
+    r = client.post(
+        "/api/v1/verify", content=pdf[:3000], headers={"content-type": "application/pdf"}
+    )
+    assert r.status_code == 200 and r.json()["indication"] != "PASSED"
+
+
+def test_bad_requests_are_problem_details(client: TestClient, token: str) -> None:
+    r = client.post("/api/v1/verify", content=b"{", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    assert client.post("/api/v1/verify", json={"nothing": 1}).status_code == 400
+    assert client.post("/api/v1/verify", json=[1]).status_code == 400
+    r = client.post("/api/v1/verify", content=b"x", headers={"content-type": "image/gif"})
+    assert r.status_code == 415
+    r = client.post("/api/v1/verify", json={"jws": [token] * 1001})
+    assert r.status_code == 413
+    big = b"%PDF-1.7\n" + b"0" * (33 * 1024 * 1024)
+    r = client.post("/api/v1/verify", content=big, headers={"content-type": "application/pdf"})
+    assert r.status_code == 413
+    r = client.post("/api/v1/verify", json={"jws": "eyJhbGciOiJub25lIn0.e30."})
+    assert r.status_code == 200 and r.json()["indication"] == "FAILED"
+
+
+def test_trust_bundle_serves_an_offline_verifier(
+    client: TestClient, token: str, province: Province
+) -> None:
+    r = client.get("/api/v1/trust")
+    assert r.status_code == 200
+    assert "max-age" in r.headers["cache-control"] and r.headers["etag"]
+    bundle = r.json()
+    assert [c["ca"] for c in bundle["crls"]] == ["root", "issuing"]
+    assert bundle["crls"][1]["url"].endswith("/pki/crl/issuing.crl")
+    assert bundle["jwks"]["keys"] and all("d" not in k for k in bundle["jwks"]["keys"])
+    anchors = TrustAnchors.from_bundle(bundle)
+    assert jws_seal.verify(token, anchors, province.clock.now()).passed
+    again = client.get("/api/v1/trust", headers={"if-none-match": r.headers["etag"]})
+    assert again.status_code == 304
+    pem = client.get("/api/v1/trust?format=pem")
+    assert len(x509.load_pem_x509_certificates(pem.content)) == 2
+
+
+def test_crl_endpoint(client: TestClient, province: Province) -> None:
+    r = client.get("/pki/crl/issuing.crl")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(r.content)
+    assert crl.is_signature_valid(province.issuing().public_key())  # type: ignore[arg-type]
+    assert client.get("/pki/crl/nope.crl").status_code == 404
+
+
+def test_tsa_endpoint(client: TestClient) -> None:
+    req = tsp.TimeStampReq(
+        {
+            "version": "v1",
+            "message_imprint": {
+                "hash_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
+                "hashed_message": hashlib.sha256(b"x").digest(),
+            },
+            "cert_req": True,
+        }
+    ).dump()
+    r = client.post("/tsa", content=req, headers={"content-type": "application/timestamp-query"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/timestamp-reply"
+    assert tsp.TimeStampResp.load(r.content)["status"]["status"].native == "granted"
+    assert (
+        client.post("/tsa", content=req, headers={"content-type": "text/plain"}).status_code == 415
+    )
+    r = client.post(
+        "/tsa", content=b"0" * 5000, headers={"content-type": "application/timestamp-query"}
+    )
+    assert r.status_code == 413
