@@ -38,7 +38,7 @@ from audit.errors import (
     UnknownEvent,
 )
 from audit.events import EVENTS, MAX_DETAILS_BYTES, EventRegistry, EventType
-from audit.export import ExportSummary, export_log, verify_export
+from audit.export import ExportSummary, export_log, verify_export, witnessed_checkpoints
 from audit.log import AuditLog
 from audit.proofs import ConsistencyProof, InclusionProof, consistency_proof, inclusion_proof
 from audit.queries import AuditRecord, EventPage, get_event, list_events, subject_history
@@ -96,4 +96,5 @@ __all__ = [
     "subject_history",
     "verify_export",
     "verify_log",
+    "witnessed_checkpoints",
 ]

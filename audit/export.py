@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -55,7 +55,13 @@ from keys.kek import KeyEncryptionKeys
 from kit.clock import Clock
 from kit.ids import b64url, b64url_decode
 
-__all__ = ["EXPORT_FORMAT", "ExportSummary", "export_log", "verify_export"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "ExportSummary",
+    "export_log",
+    "verify_export",
+    "witnessed_checkpoints",
+]
 
 EXPORT_FORMAT = "tongban-audit-export"
 EXPORT_VERSION = 1
@@ -348,11 +354,27 @@ def _failed(log_id: str, message: str, line: int | None = None) -> VerificationR
     )
 
 
+def witnessed_checkpoints(path: Path) -> list[str]:
+    """The checkpoint tokens of an earlier export, to hold a later log to what they signed
+    (`verify_log(witnessed=...)`). Unreadable lines are skipped: each token is verified
+    anyway."""
+    tokens: list[str] = []
+    for _number, _offset, raw in _lines(path):
+        try:
+            obj = _parse(raw)
+        except _Corrupt:
+            continue
+        if obj["type"] == "checkpoint" and isinstance(obj.get("token"), str):
+            tokens.append(obj["token"])
+    return tokens
+
+
 def verify_export(
     path: Path,
     *,
     keys: CheckpointKeys | None = None,
     log_id: str | None = None,
+    witnessed: Sequence[str] = (),
 ) -> VerificationReport:
     """Verify an export file without the database (`tongban audit verify --from FILE`).
 
@@ -442,11 +464,12 @@ def verify_export(
                 except _Corrupt:
                     continue
 
+    witnesses = [CheckpointInput(t, None, None, None, witnessed=True) for t in witnessed]
     return run_verifier(
         log_id=name,
         keys=keys,
         rows=rows,
-        checkpoints=scan.checkpoints,
+        checkpoints=scan.checkpoints + witnesses,
         pruned=pruned,
         head=head,
         findings=findings,

@@ -15,6 +15,7 @@ writing the batch. A replica that finds the lock held skips its scheduled run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -228,22 +229,27 @@ class Sequencer:
             lock_log(session)
             return self._checkpoint(session, signer, force=force)
 
+    def _due(self, session: Session, size: int, now: datetime) -> bool:
+        """A scheduled checkpoint is due when the tree grew and the last one is old enough."""
+        last = session.execute(
+            select(Checkpoint.tree_size, Checkpoint.created_at)
+            .order_by(Checkpoint.seq.desc())
+            .limit(1)
+        ).first()
+        return size > 0 and (
+            last is None
+            or (last.tree_size < size and last.created_at + self.checkpoint_every <= now)
+        )
+
     def _checkpoint(
-        self, session: Session, signer: Signer, *, force: bool
+        self, session: Session, signer: Signer | Callable[[], Signer], *, force: bool
     ) -> CheckpointInfo | None:
         now = self._clock.now()
         state = load_state(session, now)
-        if not force:
-            last = session.execute(
-                select(Checkpoint.tree_size, Checkpoint.created_at)
-                .order_by(Checkpoint.seq.desc())
-                .limit(1)
-            ).first()
-            if state.size == 0 or (
-                last is not None
-                and (last.tree_size >= state.size or last.created_at + self.checkpoint_every > now)
-            ):
-                return None
+        if not force and not self._due(session, state.size, now):
+            return None
+        if not isinstance(signer, Signer):
+            signer = signer()
         seq = state.checkpoints
         token = sign_checkpoint(
             signer,
@@ -267,10 +273,17 @@ class Sequencer:
         session.flush()
         return CheckpointInfo(seq, state.size, state.root_hash, now, signer.kid, token)
 
-    def tick(self, signer: Signer) -> TickResult:
+    def tick(self, signer: Signer | Callable[[], Signer]) -> TickResult:
         """The scheduled run: sequence what is pending (skipped if another replica holds
-        the lock), then checkpoint if due."""
+        the lock), then sign a checkpoint if one is due. `signer` may be a callable (e.g.
+        `lambda: checkpoint_signer(factory, keyring, clock, log)`), called only when a
+        checkpoint is due, so a tick that has nothing to sign touches no key."""
         placed = self.sequence(wait=False)
+        with self._factory() as session:
+            head = self.head(session)
+            due = self._due(session, head.size, self._clock.now())
+        if not due:
+            return TickResult(placed, None)
         with transaction(self._factory) as session:
             if not lock_log(session, wait=False):
                 return TickResult(placed, None)

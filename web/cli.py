@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -353,7 +352,6 @@ def demo_seed() -> None:
 @app.command()
 def openapi() -> None:
     """Print the OpenAPI document of every HTTP API."""
-    os.environ.setdefault("TONGBAN_DATA_DIR", str(Path(".openapi-tmp")))
     from web.openapi_doc import openapi_json
 
     typer.echo(openapi_json())

@@ -32,6 +32,7 @@ from audit import (
     prune,
     verify_export,
     verify_log,
+    witnessed_checkpoints,
 )
 from keys.kek import KeyEncryptionKeys
 from keys.vault import AppSecrets
@@ -115,17 +116,26 @@ def verify_command(
     keys_file: Path | None = typer.Option(
         None, "--keys", help="Pinned audit JWKS; default: the database's, or the export's."
     ),
+    witness: list[Path] = typer.Option(
+        [],
+        "--witness",
+        help="An earlier export: the log must still hold what its "
+        "checkpoints signed (catches a log cut back together with its checkpoints).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     operator: str | None = typer.Option(None, help="Who runs this (recorded)."),
 ) -> None:
     """Recompute the tree from the events and check every checkpoint."""
     pinned = _pinned_keys(keys_file)
+    witnessed = [token for path in witness for token in witnessed_checkpoints(path)]
     if from_file is not None:
-        report = verify_export(from_file, keys=pinned)
+        report = verify_export(from_file, keys=pinned, witnessed=witnessed)
         _print(report, as_json)
         raise typer.Exit(EXIT_CODES[report.outcome])
     rt = _runtime()
-    report = verify_log(rt.factory, keys=pinned, keks=rt.keks, log_id=_log_id(rt))
+    report = verify_log(
+        rt.factory, keys=pinned, keks=rt.keks, log_id=_log_id(rt), witnessed=witnessed
+    )
     _print(report, as_json)
     with transaction(rt.factory) as session:
         _log(rt).record(

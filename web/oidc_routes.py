@@ -22,6 +22,39 @@ from web.runtime import Runtime
 router = APIRouter()
 
 
+def _form_late(kind: str) -> dict[str, Any]:
+    token_params = {
+        "grant_type": "authorization_code, refresh_token or client_credentials",
+        "code": "authorization_code",
+        "redirect_uri": "authorization_code",
+        "code_verifier": "PKCE (RFC 7636 §4.5)",
+        "refresh_token": "refresh_token",
+        "scope": "narrower scope (refresh, client_credentials)",
+    }
+    token_like = {"token": "the token", "token_type_hint": "access_token or refresh_token"}
+    params, required = (
+        (token_params, ["grant_type"]) if kind == "token" else (token_like, ["token"])
+    )
+    props = {
+        **params,
+        "client_id": "client_secret_post or none",
+        "client_secret": "client_secret_post",
+        "client_assertion_type": "private_key_jwt",
+        "client_assertion": "private_key_jwt (RFC 7523 §2.2)",
+    }
+    schema = {
+        "type": "object",
+        "required": required,
+        "properties": {k: {"type": "string", "description": v} for k, v in props.items()},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    }
+
+
 def rt(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -95,13 +128,9 @@ def render_outcome(
     return response
 
 
-@router.api_route(
-    "/authorize",
-    methods=["GET", "POST"],
-    tags=["oidc"],
-    summary="Authorization endpoint (OIDC Core §3.1.2)",
-)
 async def authorization_endpoint(request: Request) -> Response:
+    """Authorization endpoint (OIDC Core §3.1.2): the parameters come in the query (GET)
+    or the form body (POST); the answer is a redirect or an HTML page."""
     params = (
         list(request.query_params.multi_items())
         if request.method == "GET"
@@ -163,7 +192,12 @@ async def resume(request: Request, interaction: str = "") -> Response:
     return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
 
 
-@router.post("/token", tags=["oidc"], summary="Token endpoint (RFC 6749 §3.2)")
+@router.post(
+    "/token",
+    tags=["oidc"],
+    summary="Token endpoint (RFC 6749 §3.2)",
+    openapi_extra=_form_late("token"),
+)
 async def token_endpoint(request: Request) -> Response:
     params = await form_pairs(request)
 
@@ -176,7 +210,12 @@ async def token_endpoint(request: Request) -> Response:
     return await run_in_threadpool(work)
 
 
-@router.post("/introspect", tags=["oidc"], summary="Token introspection (RFC 7662)")
+@router.post(
+    "/introspect",
+    tags=["oidc"],
+    summary="Token introspection (RFC 7662)",
+    openapi_extra=_form_late("introspect"),
+)
 async def introspection_endpoint(request: Request) -> Response:
     params = await form_pairs(request)
 
@@ -191,7 +230,12 @@ async def introspection_endpoint(request: Request) -> Response:
     return await run_in_threadpool(work)
 
 
-@router.post("/revoke", tags=["oidc"], summary="Token revocation (RFC 7009)")
+@router.post(
+    "/revoke",
+    tags=["oidc"],
+    summary="Token revocation (RFC 7009)",
+    openapi_extra=_form_late("revoke"),
+)
 async def revocation_endpoint(request: Request) -> Response:
     params = await form_pairs(request)
 
@@ -230,13 +274,8 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-@router.api_route(
-    "/userinfo",
-    methods=["GET", "POST"],
-    tags=["oidc"],
-    summary="UserInfo endpoint (OIDC Core §5.3)",
-)
 async def userinfo_endpoint(request: Request) -> Response:
+    """UserInfo (OIDC Core §5.3), with the access token in the Authorization header."""
     token = bearer_token(request)
     if token is None:
         if request.method == "POST" and "access_token" in dict(await form_pairs(request)):
@@ -281,10 +320,112 @@ async def userinfo_endpoint(request: Request) -> Response:
     return await run_in_threadpool(work)
 
 
+def _form(properties: dict[str, str], required: list[str]) -> dict[str, Any]:
+    """An `application/x-www-form-urlencoded` request body for the OpenAPI document."""
+    schema = {
+        "type": "object",
+        "required": required,
+        "properties": {k: {"type": "string", "description": v} for k, v in properties.items()},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    }
+
+
+_AUTHORIZE_PARAMS = {
+    "response_type": "code",
+    "client_id": "the client",
+    "redirect_uri": "registered exactly",
+    "scope": "openid and more",
+    "state": "CSRF token of the client",
+    "nonce": "replay check",
+    "code_challenge": "PKCE S256 challenge",
+    "code_challenge_method": "S256",
+    "prompt": "none, login, consent",
+    "max_age": "seconds",
+    "acr_values": "assurance wanted",
+    "claims": "OIDC Core §5.5 JSON",
+    "response_mode": "query or form_post",
+    "ui_locales": "zh-CN or en",
+    "id_token_hint": "a previous ID token",
+}
+_LOGOUT_PARAMS = {
+    "id_token_hint": "logs out without asking when valid",
+    "client_id": "the client",
+    "post_logout_redirect_uri": "registered exactly",
+    "state": "returned on the redirect",
+    "ui_locales": "zh-CN or en",
+}
+_QUERY = [
+    {"name": k, "in": "query", "required": False, "description": v, "schema": {"type": "string"}}
+    for k, v in _AUTHORIZE_PARAMS.items()
+]
+
+router.add_api_route(
+    "/authorize",
+    authorization_endpoint,
+    methods=["GET"],
+    tags=["oidc"],
+    name="authorize_get",
+    summary="Authorization endpoint (OIDC Core §3.1.2)",
+    openapi_extra={"parameters": _QUERY},
+)
+router.add_api_route(
+    "/authorize",
+    authorization_endpoint,
+    methods=["POST"],
+    tags=["oidc"],
+    name="authorize_post",
+    summary="Authorization endpoint, form POST",
+    openapi_extra=_form(_AUTHORIZE_PARAMS, ["response_type", "client_id"]),
+)
+router.add_api_route(
+    "/userinfo",
+    userinfo_endpoint,
+    methods=["GET"],
+    tags=["oidc"],
+    name="userinfo_get",
+    summary="UserInfo endpoint (OIDC Core §5.3)",
+)
+router.add_api_route(
+    "/userinfo",
+    userinfo_endpoint,
+    methods=["POST"],
+    tags=["oidc"],
+    name="userinfo_post",
+    summary="UserInfo endpoint, POST",
+)
 router.add_api_route(
     "/logout",
     logout_endpoint,
-    methods=["GET", "POST"],
+    methods=["GET"],
     tags=["oidc"],
+    name="logout_get",
     summary="End-session endpoint (OpenID RP-Initiated Logout 1.0)",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": k,
+                "in": "query",
+                "required": False,
+                "description": v,
+                "schema": {"type": "string"},
+            }
+            for k, v in _LOGOUT_PARAMS.items()
+        ]
+    },
+)
+router.add_api_route(
+    "/logout",
+    logout_endpoint,
+    methods=["POST"],
+    tags=["oidc"],
+    name="logout_post",
+    summary="End-session endpoint, form POST",
+    openapi_extra=_form(
+        {**_LOGOUT_PARAMS, "decision": "logout", "csrf_token": "from the confirmation page"}, []
+    ),
 )

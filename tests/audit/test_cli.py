@@ -51,6 +51,8 @@ def test_checkpoint_verify_export_prune(cli: World, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["outcome"] == "passed"
+    result = runner.invoke(cli_audit.audit_app, ["verify", "--witness", str(out)])
+    assert result.exit_code == 0, result.output
 
     result = runner.invoke(cli_audit.audit_app, ["prune", "--dry-run"])
     assert result.exit_code == 0 and "would remove 0" in result.output

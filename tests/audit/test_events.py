@@ -23,7 +23,7 @@ from audit import (
     PersonalDataInClear,
     UnknownEvent,
 )
-from audit._entry import entry_bytes, make_entry
+from audit._entry import entry_bytes, leaf_data, make_entry
 from audit.models import PendingEvent
 from kit.canonical import canonical_json
 from kit.clock import FrozenClock
@@ -186,4 +186,23 @@ def test_leaf_entry_is_rfc8785_canonical() -> None:
         prev=bytes(range(32)),
     )
     assert entry_bytes(entry) == canonical_json(entry)
+    # The sequencer's and verifier's direct serialisation gives the same bytes.
+    for actor, details in [
+        ("user:ab", "{}"),
+        (None, '{"k":"\\u0001 é 中 🎉"}'),
+        ('client:"quoted"\\', '{"x":"\\""}'),
+    ]:
+        fields: dict[str, Any] = {
+            "event_id": "1" * 32,
+            "time": datetime(2026, 5, 6, tzinfo=UTC),
+            "event": "login.failed",
+            "actor": actor,
+            "subject": "主体",
+            "client_id": "c",
+            "source": None,
+            "result": "failure",
+            "details": details,
+            "prev": bytes(32),
+        }
+        assert leaf_data(**fields) == canonical_json(make_entry(**fields))
     assert json.loads(entry_bytes(entry))["time"] == "2026-01-02T03:04:05.678901Z"

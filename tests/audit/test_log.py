@@ -27,6 +27,7 @@ from audit import (
 from audit.models import AuditEvent, Checkpoint, PendingEvent
 from audit.sequencer import lock_log
 from keys.jws import verify_compact
+from keys.signer import Signer
 from kit.db import transaction
 from tests.audit.conftest import World
 
@@ -98,13 +99,21 @@ def test_checkpoints_are_signed_tree_heads(world: World) -> None:
         with pytest.raises(CheckpointInvalid):
             open_checkpoint(made.token, keys, log_id="another-log")
     # On schedule: nothing new → no checkpoint; grown but too soon → none; later → one.
-    assert world.sequencer.tick(world.signer).checkpoint is None
+    # The signer is asked for only when a checkpoint is due.
+    asked: list[int] = []
+
+    def signer() -> Signer:
+        asked.append(1)
+        return world.signer
+
+    assert world.sequencer.tick(signer).checkpoint is None
     world.record(1, start=5)
-    assert world.sequencer.tick(world.signer).sequenced == 1
+    assert world.sequencer.tick(signer).sequenced == 1
+    assert not asked
     world.clock.advance(301)
-    result = world.sequencer.tick(world.signer)
+    result = world.sequencer.tick(signer)
     assert result.checkpoint is not None and result.checkpoint.tree_size == 6
-    assert result.checkpoint.seq == 1
+    assert result.checkpoint.seq == 1 and asked == [1]
 
 
 def test_only_one_sequencer_at_a_time(world: World) -> None:

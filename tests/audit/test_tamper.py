@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from audit import FindingKind, Outcome, VerificationReport, verify_log
 from audit._entry import entry_bytes, make_entry
 from audit.checkpoints import sign_checkpoint
-from audit.merkle import leaf_hash
+from audit.merkle import leaf_hash, root_of
 from audit.models import AuditEvent, Checkpoint
 from keys.kek import KeyEncryptionKeys, new_kek
 from keys.keyring import KeyRing
@@ -273,8 +273,6 @@ def test_a_key_planted_in_the_database_is_not_trusted(logged: Callable[[], World
             nxt.leaf_hash = _hash_of(nxt)
         session.flush()
         rows = session.execute(select(AuditEvent.leaf_hash).order_by(AuditEvent.position))
-        from audit.merkle import root_of
-
         root = root_of([bytes(h) for h in rows.scalars()])
         session.execute(text("UPDATE audit_tree_state SET checkpoints = 3"))
         session.add(
@@ -334,3 +332,43 @@ def test_unreadable_rows_fail_closed(logged: Callable[[], World]) -> None:
         report = verify_log(world.factory)
         assert report.outcome is Outcome.FAILED
         assert FindingKind.CORRUPT in report.kinds()
+
+
+def test_a_clean_cut_back_is_caught_by_a_witnessed_checkpoint(
+    logged: Callable[[], World],
+) -> None:
+    """Cut the log back to 8 events and remove every trace (later checkpoint, tree head,
+    counter): the log is self-consistent again. A checkpoint kept off the host — from an
+    earlier export — still remembers 20 events."""
+    world = logged()
+    with world.factory() as session:
+        kept = session.get(Checkpoint, 1)
+        assert kept is not None
+        witness = kept.token
+        first = session.get(Checkpoint, 0)
+        assert first is not None
+        root8 = first.root_hash
+        leaf7 = _row(session, 7).leaf_hash
+    with transaction(world.factory) as session:
+        session.execute(delete(AuditEvent).where(AuditEvent.position >= 8))
+        session.execute(delete(Checkpoint).where(Checkpoint.seq == 1))
+        session.execute(
+            text(
+                "UPDATE audit_tree_state SET size = 8, checkpoints = 1, root_hash = :r, "
+                "last_leaf_hash = :l, frontier = :f"
+            ),
+            {"r": root8, "l": leaf7, "f": json.dumps([b64url(leaf_hash_of_tree(session))])},
+        )
+    assert verify_log(world.factory, keks=world.keks).ok  # nothing left to contradict it
+    report = verify_log(world.factory, keks=world.keks, witnessed=[witness])
+    assert report.outcome is Outcome.FAILED
+    assert report.positions(FindingKind.TRUNCATED) == (8,)
+
+
+def leaf_hash_of_tree(session: Session) -> bytes:
+    return root_of(
+        bytes(h)
+        for h in session.execute(
+            select(AuditEvent.leaf_hash).order_by(AuditEvent.position)
+        ).scalars()
+    )

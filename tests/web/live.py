@@ -121,6 +121,7 @@ def start_server(
         "TONGBAN_ISSUER": url,
         "TONGBAN_DATA_DIR": str(data_dir),
         "TONGBAN_KEY_PUBLISH_AHEAD_SECONDS": "0",
+        "TONGBAN_KEY_CHECK_SECONDS": "1",
         **(extra_env or {}),
     }
     log_path = data_dir / f"server-{port}.log"
