@@ -52,7 +52,7 @@ openapi: $(STAMP)
 	$(BIN)/tongban openapi > openapi/openapi.json
 
 bench: $(STAMP) system-deps
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

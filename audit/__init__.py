@@ -7,10 +7,12 @@ verifiable from the database or from an export.
     log = AuditLog(pseudonym_key=secrets.get("audit-pseudonym"), clock=clock)
     log.record(session, "token.issued", actor="client:abc", subject=account.id, ...)
 
-    sequencer = Sequencer(factory, clock)          # every replica, every few seconds:
-    sequencer.tick(checkpoint_signer(factory, audit_keyring(keks), clock))
+    # every replica, every few seconds (the signer is fetched only when one is due):
+    sequencer = Sequencer(factory, clock, checkpoint_every=timedelta(minutes=5))
+    ring = audit_keyring(keks)
+    sequencer.tick(lambda: checkpoint_signer(factory, ring, clock, log))
 
-    report = verify_log(factory)                   # `tongban audit verify`
+    report = verify_log(factory, keks=keks)        # `tongban audit verify`
     report.raise_for_failure()
 """
 

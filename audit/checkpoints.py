@@ -114,6 +114,7 @@ def audit_keyring(keks: KeyEncryptionKeys, policy: RotationPolicy | None = None)
 
 
 _KEY_EVENTS = {
+    "created": "created",
     "pending": "created",
     "active": "activated",
     "retiring": "rotated",
@@ -128,8 +129,20 @@ def checkpoint_signer(
     `key.*` events when `log` is given) and loads the active key."""
     with transaction(factory) as session:
         now = clock.now()
+        known = set(
+            session.execute(
+                select(SigningKey.kid).where(SigningKey.purpose == keyring.purpose)
+            ).scalars()
+        )
         keyring.ensure(session, now)
-        changes = keyring.tick(session, now)
+        first = [
+            (kid, "created")  # the first key: created active at once
+            for kid in session.execute(
+                select(SigningKey.kid).where(SigningKey.purpose == keyring.purpose)
+            ).scalars()
+            if kid not in known
+        ]
+        changes = first + keyring.tick(session, now)
         if log is not None:
             for kid, state in changes:
                 if state in _KEY_EVENTS:

@@ -40,11 +40,13 @@ __all__ = [
 MAX_DETAILS_BYTES = 4096
 #: `success` and `failure` as GB/T 22239 §8.1.4.3 c) asks; `error` when the system failed.
 RESULTS = ("success", "failure", "error")
-#: `user:<account id>`, `client:<client_id>`, `operator:<name>`, `system[:<job>]`.
+#: The conventional actor kinds: `user:<account id>`, `client:<client_id>`,
+#: `operator:<name>`, `system[:<job>]`. Any lower-case `kind[:value]` without spaces is
+#: accepted (`self-registration`, `cli:<login>`), so emitters are never refused for style.
 ACTOR_KINDS = ("user", "client", "operator", "system")
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,30}\.[a-z][a-z0-9_]{0,30}")
-_ACTOR = re.compile(r"(user|client|operator|system):[^\s:][^\s]{0,190}")
+_ACTOR = re.compile(r"[a-z][a-z0-9_-]{0,31}(:[^\s:]\S{0,190})?")
 #: C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides: they
 #: forge line breaks in log viewers or reorder what an auditor reads (CVE-2021-42574).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
@@ -154,6 +156,7 @@ EVENTS = EventRegistry(
         # OAuth 2.0 / OpenID Connect
         _t("consent.granted", "consent was given to a client", True),
         _t("consent.revoked", "consent was withdrawn", True),
+        _t("consent.denied", "the holder declined a client's request", True),
         _t("authorization_code.issued", "an authorization code was issued"),
         _t("authorization_code.consumed", "an authorization code was redeemed"),
         _t("authorization_code.reused", "a used authorization code was presented again"),

@@ -242,14 +242,12 @@ class Sequencer:
         )
 
     def _checkpoint(
-        self, session: Session, signer: Signer | Callable[[], Signer], *, force: bool
+        self, session: Session, signer: Signer, *, force: bool
     ) -> CheckpointInfo | None:
         now = self._clock.now()
         state = load_state(session, now)
         if not force and not self._due(session, state.size, now):
             return None
-        if not isinstance(signer, Signer):
-            signer = signer()
         seq = state.checkpoints
         token = sign_checkpoint(
             signer,
@@ -284,6 +282,10 @@ class Sequencer:
             due = self._due(session, head.size, self._clock.now())
         if not due:
             return TickResult(placed, None)
+        if not isinstance(signer, Signer):
+            # Before taking the log lock: loading the signer may write (first key, a
+            # rotation), and on SQLite the log lock is the database's one write lock.
+            signer = signer()
         with transaction(self._factory) as session:
             if not lock_log(session, wait=False):
                 return TickResult(placed, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,33 @@ def _without_port(uri: str) -> str:
     return urlunsplit((p.scheme, p.hostname or "", p.path, p.query, ""))
 
 
+class ClientCache:
+    """Registrations read on every token request, kept for `ttl` seconds per process.
+
+    A change made on this replica invalidates at once; other replicas see it within `ttl`
+    (5 s by default): the window in which a removed client could still authenticate."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._rows: dict[str, tuple[float, Client | None]] = {}
+
+    def get(self, session: Session, client_id: str) -> Client | None:
+        hit = self._rows.get(client_id)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = session.get(Client, client_id)
+        if row is not None:
+            session.expunge(row)  # a read-only snapshot, shared by request threads
+        if len(self._rows) > 10_000:
+            self._rows.clear()
+        self._rows[client_id] = (now + self.ttl, row)
+        return row
+
+    def invalidate(self, client_id: str) -> None:
+        self._rows.pop(client_id, None)
+
+
 @dataclass
 class Registration:
     client: Client
@@ -85,12 +113,19 @@ class Registration:
 
 class Clients:
     def __init__(
-        self, session: Session, *, clock: Clock, secret_hash: Callable[[str], str], audit: AuditSink
+        self,
+        session: Session,
+        *,
+        clock: Clock,
+        secret_hash: Callable[[str], str],
+        audit: AuditSink,
+        cache: ClientCache | None = None,
     ) -> None:
         self.session = session
         self.clock = clock
         self.secret_hash = secret_hash
         self.audit = audit
+        self.cache = cache
 
     def register(
         self,
@@ -179,9 +214,13 @@ class Clients:
         return Registration(row, secret)
 
     def get(self, client_id: str) -> Client | None:
+        """An active client by id (a cached snapshot when this unit of work has a cache)."""
         if not client_id or len(client_id) > 64:
             return None
-        row = self.session.get(Client, client_id)
+        if self.cache is not None:
+            row = self.cache.get(self.session, client_id)
+        else:
+            row = self.session.get(Client, client_id)
         return row if row is not None and row.status == "active" else None
 
     def list(self) -> list[Client]:
@@ -193,6 +232,8 @@ class Clients:
             return False
         self.session.delete(row)
         self.session.flush()
+        if self.cache is not None:
+            self.cache.invalidate(client_id)
         self.audit.record(self.session, "client.removed", actor=actor, client_id=client_id)
         return True
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy.orm import Session
 
 from idp.accounts import Accounts
 from idp.claims import pairwise_sub
-from idp.clients import Clients
+from idp.clients import ClientCache, Clients
 from idp.config import IdpConfig
 from idp.enterprises import Enterprises
 from idp.interactions import Interactions
@@ -46,6 +46,7 @@ class Services:
     hasher: PasswordHasher
     audit: AuditSink
     keys: Callable[[], KeySnapshot]
+    client_cache: ClientCache = field(default_factory=ClientCache)
 
     def __post_init__(self) -> None:
         self.secrets.preload(SECRET_NAMES)
@@ -91,9 +92,8 @@ class Context:
 
     @cached_property
     def clients(self) -> Clients:
-        return Clients(
-            self.session, clock=self.clock, secret_hash=self.services.secret_hash, audit=self.audit
-        )
+        return Clients(self.session, clock=self.clock, secret_hash=self.services.secret_hash,
+                       audit=self.audit, cache=self.services.client_cache)
 
     @cached_property
     def sessions(self) -> Sessions:

@@ -77,10 +77,7 @@ def _page_data(
 def _history(
     runtime: Runtime, ctx: Context, account: Account, t: Translator
 ) -> list[dict[str, str]]:
-    history_fn = getattr(runtime, "holder_history", None)
-    if history_fn is None:
-        return []
-    return list(history_fn(ctx.session, account.id, t.locale))
+    return runtime.holder_history(ctx.session, account.id, t.locale)
 
 
 async def _show(request: Request, **extra: Any) -> Response:

@@ -3,13 +3,15 @@ scope (client_credentials) only; errors are RFC 9457 problem details."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from audit import list_events
 from idp.models import Account, Client
 from keys.keyring import key_summary
 from kit.errors import NotFound
@@ -249,3 +251,79 @@ async def rotate_keys(request: Request, admin: Admin, immediate: bool = False) -
     return JSONResponse(
         {"new_keys": kids, "immediate": immediate}, status_code=202, headers=JSON_HEADERS
     )
+
+
+class AuditEventOut(BaseModel):
+    position: int | None = Field(description="Place in the Merkle tree; null while pending")
+    event_id: str
+    time: str
+    event: str
+    actor: str | None
+    subject: str | None
+    client_id: str | None
+    source: str | None
+    result: str
+    details: dict[str, Any]
+
+
+class AuditPageOut(BaseModel):
+    events: list[AuditEventOut]
+    next_before: int | None = Field(description="Pass as `before` for the next, older page")
+
+
+@router.get(
+    "/audit/events",
+    response_model=AuditPageOut,
+    summary="List audit events, newest first, with filters",
+)
+async def audit_events(
+    request: Request,
+    admin: Admin,
+    prefix: Annotated[str | None, Query(max_length=64, description="e.g. `login.`")] = None,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    subject: Annotated[str | None, Query(max_length=128)] = None,
+    client_id: Annotated[str | None, Query(max_length=64)] = None,
+    result: Annotated[Literal["success", "failure", "error"] | None, Query()] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    include_pending: bool = False,
+) -> Any:
+    runtime = _rt(request)
+
+    def work() -> AuditPageOut:
+        with runtime.factory() as session:
+            page = list_events(
+                session,
+                prefix=prefix,
+                actor=actor,
+                subject=subject,
+                client_id=client_id,
+                result=result,
+                since=since,
+                until=until,
+                before=before,
+                limit=limit,
+                include_pending=include_pending,
+            )
+        return AuditPageOut(
+            events=[
+                AuditEventOut(
+                    position=e.position,
+                    event_id=e.event_id,
+                    time=e.time.isoformat(),
+                    event=e.event,
+                    actor=e.actor,
+                    subject=e.subject,
+                    client_id=e.client_id,
+                    source=e.source,
+                    result=e.result,
+                    details=e.details,
+                )
+                for e in page.events
+            ],
+            next_before=page.next_before,
+        )
+
+    return await run_in_threadpool(work)

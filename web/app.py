@@ -29,9 +29,10 @@ from web.auth import BearerRejected
 from web.browser import Browser
 from web.discovery import metadata_bytes
 from web.http import PAGE_CSP, problem
+from web.protocol_endpoints import ProtocolFastPath
 from web.runtime import Runtime, build_runtime
 from web.settings import Settings
-from web.workers import delivery_loop, maintenance_loop
+from web.workers import audit_loop, delivery_loop, maintenance_loop
 
 log = logging.getLogger("tongban")
 
@@ -95,6 +96,7 @@ def create_app(
     runtime = runtime or build_runtime(settings)
     delivery = delivery_loop(runtime)
     maintenance = maintenance_loop(runtime)
+    sequencer = audit_loop(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,10 +104,12 @@ def create_app(
         if background:
             delivery.start()
             maintenance.start()
+            sequencer.start()
         yield
         if background:
             delivery.stop()
             maintenance.stop()
+            sequencer.stop()
 
     app = FastAPI(
         title="Tongban 通办",
@@ -129,6 +133,8 @@ def create_app(
     app.include_router(admin_routes.router)
     app.include_router(signing_routes.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_middleware(ProtocolFastPath, runtime=runtime, discovery=app.state.discovery)
+    # added last, so outermost: the fast path's answers get the headers too
     app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)
 
     @app.exception_handler(StarletteHTTPException)

@@ -96,9 +96,10 @@ def _print(report: VerificationReport, as_json: bool) -> None:
 def _signed_head(rt: AuditRuntime) -> tuple[int, int, str]:
     """Sequence what is pending and sign a checkpoint over it."""
     log = _log(rt)
+    # The signer first: creating or rotating its key records events the checkpoint covers.
+    signer = checkpoint_signer(rt.factory, audit_keyring(rt.keks), rt.clock, log)
     sequencer = Sequencer(rt.factory, rt.clock, log_id=_log_id(rt))
     sequencer.sequence()
-    signer = checkpoint_signer(rt.factory, audit_keyring(rt.keks), rt.clock, log)
     made = sequencer.checkpoint(signer, force=True)
     assert made is not None
     return made.seq, made.tree_size, b64url(made.root_hash)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -41,9 +42,9 @@ def security_headers(response: Response, *, https: bool, page: bool) -> None:
         h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
 
-def client_address(request: Request, trusted: list[str]) -> str | None:
-    """The peer address; X-Forwarded-For is believed only from a trusted proxy."""
-    peer = request.client.host if request.client else None
+def peer_address(peer: str | None, headers: Mapping[str, str], trusted: list[str]) -> str | None:
+    """The client's address: the peer's, or X-Forwarded-For's last hop when the peer is a
+    trusted proxy (RFC 9700 §4.13: client-supplied forwarding headers are not believed)."""
     if not peer or not trusted:
         return peer
     try:
@@ -52,9 +53,13 @@ def client_address(request: Request, trusted: list[str]) -> str | None:
         return peer
     if not any(peer_ip in ipaddress.ip_network(net, strict=False) for net in trusted):
         return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
+    forwarded = headers.get("x-forwarded-for", "")
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     return hops[-1] if hops else peer
+
+
+def client_address(request: Request, trusted: list[str]) -> str | None:
+    return peer_address(request.client.host if request.client else None, request.headers, trusted)
 
 
 def problem(
@@ -81,23 +86,32 @@ def problem(
 
 
 def core_request(request: Request, params: list[tuple[str, str]]) -> CoreRequest:
-    return CoreRequest(request.method, str(request.url), Headers(scope=request.scope), params)
+    """The request as the protocol core sees it. Its URI is built on the configured issuer,
+    not the Host header: behind a TLS-terminating proxy the raw URL is plain http."""
+    runtime: Runtime = request.app.state.runtime
+    uri = runtime.settings.issuer + request.url.path
+    if request.url.query:
+        uri += "?" + request.url.query
+    return CoreRequest(request.method, uri, Headers(scope=request.scope), params)
 
 
-async def form_pairs(request: Request, *, limit: int = 64 * 1024) -> list[tuple[str, str]]:
-    """The urlencoded body as pairs; oversized or non-form bodies give an empty list."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
+FORM_LIMIT = 64 * 1024
+
+
+def parse_form(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """An urlencoded body as pairs; oversized, undecodable or non-form bodies give none."""
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         return []
-    body = await request.body()
-    if len(body) > limit:
+    if len(body) > FORM_LIMIT:
         return []
-    from urllib.parse import parse_qsl
-
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
     except (UnicodeDecodeError, ValueError):
         return []
+
+
+async def form_pairs(request: Request) -> list[tuple[str, str]]:
+    return parse_form(request.headers.get("content-type", ""), await request.body())
 
 
 def to_response(resp: CoreResponse) -> Response:
@@ -124,7 +138,8 @@ def unit_of_work(runtime: Runtime, request: Request) -> Iterator[Context]:
             user_agent=request.headers.get("user-agent"),
         )
         yield ctx
-        session.commit()
+        if session.in_transaction():  # cached-only requests never touched the database
+            session.commit()
     except BaseException:
         session.rollback()
         raise

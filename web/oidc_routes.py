@@ -12,11 +12,18 @@ from starlette.concurrency import run_in_threadpool
 from idp.authorize import Outcome, authorize, request_from_interaction
 from idp.claims import user_claims
 from idp.models import Account, Client, Grant
-from idp.oauth import TongbanServer
 from keys.jws import InvalidJws
 from web.browser import TEMPLATES, Browser, see_other
-from web.http import JSON_HEADERS, core_request, form_pairs, to_response, unit_of_work
+from web.http import (
+    JSON_HEADERS,
+    client_address,
+    core_request,
+    form_pairs,
+    to_response,
+    unit_of_work,
+)
 from web.logout_page import logout_endpoint
+from web.protocol_endpoints import handle
 from web.runtime import Runtime
 
 router = APIRouter()
@@ -199,15 +206,14 @@ async def resume(request: Request, interaction: str = "") -> Response:
     openapi_extra=_form_late("token"),
 )
 async def token_endpoint(request: Request) -> Response:
+    """Served by `web.protocol_endpoints.ProtocolFastPath`; this route documents it and
+    answers if the fast path is not installed."""
     params = await form_pairs(request)
-
-    def work() -> Response:
-        with unit_of_work(rt(request), request) as ctx:
-            return to_response(
-                TongbanServer(ctx).create_token_response(core_request(request, params))
-            )
-
-    return await run_in_threadpool(work)
+    source = client_address(request, rt(request).settings.trusted_proxies)
+    response = await run_in_threadpool(
+        handle, rt(request), "/token", request.headers, params, source
+    )
+    return to_response(response)
 
 
 @router.post(
@@ -217,17 +223,14 @@ async def token_endpoint(request: Request) -> Response:
     openapi_extra=_form_late("introspect"),
 )
 async def introspection_endpoint(request: Request) -> Response:
+    """Served by `web.protocol_endpoints.ProtocolFastPath`; this route documents it and
+    answers if the fast path is not installed."""
     params = await form_pairs(request)
-
-    def work() -> Response:
-        with unit_of_work(rt(request), request) as ctx:
-            return to_response(
-                TongbanServer(ctx).create_endpoint_response(
-                    "introspection", core_request(request, params)
-                )
-            )
-
-    return await run_in_threadpool(work)
+    source = client_address(request, rt(request).settings.trusted_proxies)
+    response = await run_in_threadpool(
+        handle, rt(request), "/introspect", request.headers, params, source
+    )
+    return to_response(response)
 
 
 @router.post(
@@ -237,17 +240,14 @@ async def introspection_endpoint(request: Request) -> Response:
     openapi_extra=_form_late("revoke"),
 )
 async def revocation_endpoint(request: Request) -> Response:
+    """Served by `web.protocol_endpoints.ProtocolFastPath`; this route documents it and
+    answers if the fast path is not installed."""
     params = await form_pairs(request)
-
-    def work() -> Response:
-        with unit_of_work(rt(request), request) as ctx:
-            return to_response(
-                TongbanServer(ctx).create_endpoint_response(
-                    "revocation", core_request(request, params)
-                )
-            )
-
-    return await run_in_threadpool(work)
+    source = client_address(request, rt(request).settings.trusted_proxies)
+    response = await run_in_threadpool(
+        handle, rt(request), "/revoke", request.headers, params, source
+    )
+    return to_response(response)
 
 
 def bearer_error(status: int, error: str | None, description: str | None = None) -> Response:

@@ -12,7 +12,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit.log import AuditLog
+from audit import AuditLog, Sequencer, audit_keyring, checkpoint_signer, subject_history
 from idp.config import IdpConfig
 from idp.context import Context, Services
 from idp.passwords import PasswordHasher
@@ -85,6 +85,37 @@ class Runtime:
         return AuditLog(pseudonym_key=self.secrets.get("audit-pseudonym"), clock=self.clock)
 
     @cached_property
+    def audit_keys(self) -> KeyRing:
+        return audit_keyring(self.keks)
+
+    @cached_property
+    def sequencer(self) -> Sequencer:
+        return Sequencer(
+            self.factory,
+            self.clock,
+            checkpoint_every=timedelta(seconds=self.settings.audit_checkpoint_seconds),
+        )
+
+    def audit_tick(self) -> None:
+        """Sequence pending events; sign a checkpoint when one is due."""
+        self.sequencer.tick(
+            lambda: checkpoint_signer(self.factory, self.audit_keys, self.clock, self.audit)
+        )
+
+    def holder_history(
+        self, session: Session, account_id: str, locale: str
+    ) -> list[dict[str, str]]:
+        """The citizen's own login and consent history for the account page."""
+        page = subject_history(session, account_id, limit=20)
+        return [
+            {
+                "at": e.time.strftime("%Y-%m-%d %H:%M UTC"),
+                "text": event_text(e.event, e.result, e.client_id, locale),
+            }
+            for e in page.events
+        ]
+
+    @cached_property
     def services(self) -> Services:
         return Services(
             config=idp_config(self.settings),
@@ -153,3 +184,28 @@ def build_runtime(settings: Settings | None = None, *, clock: Clock | None = Non
         keks=load_keks(settings),
         clock=clock or SystemClock(),
     )
+
+
+_EVENT_TEXT = {
+    "login.succeeded": ("登录成功", "Logged in"),
+    "login.failed": ("登录失败", "Login failed"),
+    "session.created": ("开始登录会话", "Session started"),
+    "session.ended": ("登录会话结束", "Session ended"),
+    "consent.granted": ("授权政务系统", "Allowed a department system"),
+    "consent.revoked": ("撤销授权", "Withdrew an authorisation"),
+    "token.issued": ("政务系统获取了访问令牌", "A department system got a token"),
+    "token.revoked": ("令牌已撤销", "A token was revoked"),
+    "password.changed": ("修改密码", "Password changed"),
+    "password.reset": ("重置密码", "Password reset"),
+    "totp.enrolled": ("启用动态验证码", "One-time codes turned on"),
+    "account.created": ("创建账号", "Account created"),
+    "account.locked": ("账号临时锁定", "Account locked for a while"),
+}
+
+
+def event_text(event: str, result: str, client_id: str | None, locale: str) -> str:
+    zh, en = _EVENT_TEXT.get(event, (event, event))
+    text = en if locale == "en" else zh
+    if client_id:
+        text += f" ({client_id})"
+    return text

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     key_publish_ahead_seconds: int = Field(600, ge=0)
     key_check_seconds: int = Field(30, ge=1)
 
+    # Audit log (全程留痕).
+    #: Events older than this are pruned (GB/T 22239 and the Cybersecurity Law: ≥ 6 months).
+    audit_retention_days: int = Field(180, ge=180)
+    #: How often a signed checkpoint is made when the log has grown.
+    audit_checkpoint_seconds: int = Field(300, ge=10)
+    #: How often each replica moves pending events into the tree.
+    audit_sequence_seconds: float = Field(2.0, gt=0, le=60)
+
     #: Addresses of reverse proxies whose X-Forwarded-For is believed (RFC 9700 §4.13).
     trusted_proxies: list[str] = Field(default_factory=list)
     #: Back-channel logout delivery: attempts before giving up.

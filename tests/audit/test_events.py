@@ -106,9 +106,10 @@ def _record(session: Session, event: str = "token.issued", **kwargs: Any) -> Non
         ({"details": {"note": "bidi \u202e override"}}, ControlCharacters),
         ({"source": "10.0.0.1\n2024 fake line"}, ControlCharacters),
         ({"subject": "acct\x1b[31m"}, ControlCharacters),
-        ({"actor": "mallory"}, InvalidField),
+        ({"actor": "Mallory"}, InvalidField),
         ({"actor": "user:"}, InvalidField),
         ({"actor": "user:a b"}, InvalidField),
+        ({"actor": ":x"}, InvalidField),
         ({"result": "maybe"}, InvalidField),
         ({"subject": ""}, InvalidField),
         ({"subject": "s" * 129}, InvalidField),
@@ -152,6 +153,7 @@ def test_good_input_passes(session: Session) -> None:
         },
     )
     _record(session, "key.rotated", actor="system")
+    _record(session, "account.created", actor="self-registration")
     _record(
         session,
         "login.failed",
@@ -159,7 +161,7 @@ def test_good_input_passes(session: Session) -> None:
         details={"who": LOG.pseudonymise("11010519491231002X")},
     )
     session.flush()
-    assert session.execute(select(func.count()).select_from(PendingEvent)).scalar() == 3
+    assert session.execute(select(func.count()).select_from(PendingEvent)).scalar() == 4
 
 
 def test_pseudonyms_are_keyed_and_stable() -> None:

@@ -1,0 +1,173 @@
+"""HTTP benchmarks of the OpenID Provider with wrk on loopback, one server worker.
+
+For each endpoint: requests/s, p99 latency (wrk --latency) and the server's CPU time per
+request, read from /proc/PID/stat before and after (CPU is the steadier figure on a
+shared 2-core machine). Also a full password login against the argon2id hash alone, and
+the token endpoint while a flood of logins runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from migrations import upgrade
+from tests.web.live import FormBrowser, LiveServer, start_server
+
+DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def wrk(url: str, script: str | None, *, connections: int = 8, seconds: int = DURATION
+        ) -> tuple[float, float, int]:
+    """(requests/s, p99 ms, requests) from wrk."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script or "")
+    if script:
+        args[1:1] = ["-s", fh.name]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    os.unlink(fh.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert p99 is not None
+    value = float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{url}: {non2xx.group(1)} failed responses\n{out}")
+    return rps, value, total
+
+
+def post_script(body: str, auth: str | None = None) -> str:
+    lines = ['wrk.method = "POST"', f'wrk.body = "{body}"',
+             'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"']
+    if auth:
+        lines.append(f'wrk.headers["Authorization"] = "Basic {auth}"')
+    return "\n".join(lines) + "\n"
+
+
+def measure(server: LiveServer, name: str, path: str, script: str | None
+            ) -> tuple[str, str]:
+    pid = server.proc.pid
+    wrk(f"{server.url}{path}", script, seconds=2)  # warm-up
+    before = cpu_seconds(pid)
+    rps, p99, total = wrk(f"{server.url}{path}", script)
+    cpu_us = (cpu_seconds(pid) - before) / total * 1e6
+    return name, f"{rps:8.0f} req/s   p99 {p99:6.2f} ms   server CPU {cpu_us:6.0f} µs/request"
+
+
+def login_cost(server: LiveServer, client: dict, user: dict, rounds: int = 30) -> list[str]:
+    from argon2 import PasswordHasher
+
+    from idp.passwords import PasswordHasher as Ours
+
+    ours = Ours(1)
+    stored = ours.hash(user["password"])
+    start = time.process_time()
+    for _ in range(rounds):
+        ours.verify(stored, user["password"])
+    argon_ms = (time.process_time() - start) / rounds * 1000
+    redirect = client["redirect"]
+    pid = server.proc.pid
+    before = cpu_seconds(pid)
+    for i in range(rounds):
+        browser = FormBrowser(server)
+        start_url = (f"{server.url}/authorize?response_type=code&client_id={client['client_id']}"
+                     f"&redirect_uri={redirect}&scope=openid&state=s{i}&nonce=n{i}")
+        done = browser.login(browser.get(start_url), user)
+        assert "code=" in done.headers["location"]
+    login_ms = (cpu_seconds(pid) - before) / rounds * 1000
+    _ = PasswordHasher
+    return [f"argon2id verify alone: {argon_ms:.1f} ms CPU",
+            f"full password login (authorize → login page → POST → code): {login_ms:.1f} ms "
+            f"server CPU, {100 * (login_ms / argon_ms - 1):+.0f}% over the hash"]
+
+
+def token_under_login_flood(server: LiveServer, auth: str, user: dict, client: dict) -> str:
+    stop = threading.Event()
+
+    def flood() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                page = http.get(f"/authorize?response_type=code&client_id={client['client_id']}"
+                                f"&redirect_uri={client['redirect']}&scope=openid&state=x",
+                                follow_redirects=True)
+                csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+                inter = re.search(r'name="interaction" value="([^"]+)"', page.text)
+                if csrf and inter:
+                    http.post("/login", data={"csrf_token": csrf.group(1),
+                                              "interaction": inter.group(1),
+                                              "username": user["id_number"],
+                                              "password": "wrong but long password"})
+
+    threads = [threading.Thread(target=flood, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    rps, p99, _ = wrk(f"{server.url}/token", post_script("grant_type=client_credentials", auth),
+                      connections=4)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    return f"{rps:8.0f} req/s   p99 {p99:6.2f} ms   (8 threads flooding logins meanwhile)"
+
+
+def run() -> list[tuple[str, str]]:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is required (make bench installs it)")
+    data = Path(tempfile.mkdtemp(prefix="tongban-bench-"))
+    url = f"sqlite:///{data / 'bench.db'}"
+    upgrade(url)
+    # A high failure budget: the login flood below must reach the password check.
+    server = start_server(url, data, extra_env={
+        "TONGBAN_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE": "1000000",
+        "TONGBAN_ACCOUNT_LOCKOUT_THRESHOLD": "100"})
+    results: list[tuple[str, str]] = []
+    try:
+        machine = server.add_client("bench machine", "--grant-type", "client_credentials",
+                                    "--scope", "licence:read")
+        auth = base64.b64encode(
+            f"{machine['client_id']}:{machine['client_secret']}".encode()).decode()
+        redirect = "http://127.0.0.1:9/cb"
+        web = server.add_client("bench web", "--redirect-uri", redirect, "--scope", "openid",
+                                "--auth-method", "client_secret_basic")
+        web["redirect"] = redirect
+        user = server.add_user()
+        # consent once, so the login rounds measure login, not the consent page
+        browser = FormBrowser(server)
+        browser.login(browser.get(
+            f"{server.url}/authorize?response_type=code&client_id={web['client_id']}"
+            f"&redirect_uri={redirect}&scope=openid&state=s&nonce=n"), user)
+        token = httpx.post(f"{server.url}/token", data={"grant_type": "client_credentials"},
+                           auth=(machine["client_id"], machine["client_secret"])
+                           ).json()["access_token"]
+        results.append(measure(server, "discovery", "/.well-known/openid-configuration", None))
+        results.append(measure(server, "JWKS", "/jwks", None))
+        results.append(measure(server, "token (client_credentials, JWT)", "/token",
+                               post_script("grant_type=client_credentials", auth)))
+        results.append(measure(server, "introspection", "/introspect",
+                               post_script(f"token={token}", auth)))
+        for line in login_cost(server, web, user):
+            results.append(("login", line))
+        results.append(("token during login flood",
+                        token_under_login_flood(server, auth, user, web)))
+    finally:
+        server.stop()
+        server.runtime.engine.dispose()
+        shutil.rmtree(data, ignore_errors=True)
+    return results
