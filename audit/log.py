@@ -86,6 +86,38 @@ class AuditLog:
             },
         )
 
+    def record_many(self, session: Session, events: list[dict[str, Any]]) -> None:
+        """Append a batch (group commit of high-rate events) with one executemany. Every
+        event is validated first: one bad event refuses the whole batch."""
+        now = self._clock.now()
+        rows = []
+        for fields in events:
+            checked = validate_event(
+                self.registry,
+                fields["event"],
+                actor=fields.get("actor"),
+                subject=fields.get("subject"),
+                client_id=fields.get("client_id"),
+                source=fields.get("source"),
+                result=fields.get("result", "success"),
+                details=fields.get("details"),
+            )
+            rows.append(
+                {
+                    "event_id": new_id(),
+                    "recorded_at": now,
+                    "event": checked.event,
+                    "actor": checked.actor,
+                    "subject": checked.subject,
+                    "client_id": checked.client_id,
+                    "source": checked.source,
+                    "result": checked.result,
+                    "details": checked.details_json,
+                }
+            )
+        if rows:
+            session.execute(_INSERT, rows)
+
     def pseudonymise(self, value: str) -> str:
         """A keyed HMAC-SHA256 pseudonym of a personal identifier (ID number, phone, a
         typed user name): stable, so events about one person can be correlated by whoever

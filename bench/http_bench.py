@@ -32,8 +32,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-def wrk(url: str, script: str | None, *, connections: int = 8, seconds: int = DURATION
-        ) -> tuple[float, float, int]:
+def wrk(
+    url: str, script: str | None, *, connections: int = 8, seconds: int = DURATION
+) -> tuple[float, float, int]:
     """(requests/s, p99 ms, requests) from wrk."""
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
@@ -54,19 +55,23 @@ def wrk(url: str, script: str | None, *, connections: int = 8, seconds: int = DU
 
 
 def post_script(body: str, auth: str | None = None) -> str:
-    lines = ['wrk.method = "POST"', f'wrk.body = "{body}"',
-             'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"']
+    lines = [
+        'wrk.method = "POST"',
+        f'wrk.body = "{body}"',
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"',
+    ]
     if auth:
         lines.append(f'wrk.headers["Authorization"] = "Basic {auth}"')
     return "\n".join(lines) + "\n"
 
 
-def measure(server: LiveServer, name: str, path: str, script: str | None
-            ) -> tuple[str, str]:
+def measure(
+    server: LiveServer, name: str, path: str, script: str | None, connections: int = 8
+) -> tuple[str, str]:
     pid = server.proc.pid
-    wrk(f"{server.url}{path}", script, seconds=2)  # warm-up
+    wrk(f"{server.url}{path}", script, seconds=2, connections=connections)  # warm-up
     before = cpu_seconds(pid)
-    rps, p99, total = wrk(f"{server.url}{path}", script)
+    rps, p99, total = wrk(f"{server.url}{path}", script, connections=connections)
     cpu_us = (cpu_seconds(pid) - before) / total * 1e6
     return name, f"{rps:8.0f} req/s   p99 {p99:6.2f} ms   server CPU {cpu_us:6.0f} µs/request"
 
@@ -87,15 +92,19 @@ def login_cost(server: LiveServer, client: dict, user: dict, rounds: int = 30) -
     before = cpu_seconds(pid)
     for i in range(rounds):
         browser = FormBrowser(server)
-        start_url = (f"{server.url}/authorize?response_type=code&client_id={client['client_id']}"
-                     f"&redirect_uri={redirect}&scope=openid&state=s{i}&nonce=n{i}")
+        start_url = (
+            f"{server.url}/authorize?response_type=code&client_id={client['client_id']}"
+            f"&redirect_uri={redirect}&scope=openid&state=s{i}&nonce=n{i}"
+        )
         done = browser.login(browser.get(start_url), user)
         assert "code=" in done.headers["location"]
     login_ms = (cpu_seconds(pid) - before) / rounds * 1000
     _ = PasswordHasher
-    return [f"argon2id verify alone: {argon_ms:.1f} ms CPU",
-            f"full password login (authorize → login page → POST → code): {login_ms:.1f} ms "
-            f"server CPU, {100 * (login_ms / argon_ms - 1):+.0f}% over the hash"]
+    return [
+        f"argon2id verify alone: {argon_ms:.1f} ms CPU",
+        f"full password login (authorize → login page → POST → code): {login_ms:.1f} ms "
+        f"server CPU, {100 * (login_ms / argon_ms - 1):+.0f}% over the hash",
+    ]
 
 
 def token_under_login_flood(server: LiveServer, auth: str, user: dict, client: dict) -> str:
@@ -104,27 +113,61 @@ def token_under_login_flood(server: LiveServer, auth: str, user: dict, client: d
     def flood() -> None:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             while not stop.is_set():
-                page = http.get(f"/authorize?response_type=code&client_id={client['client_id']}"
-                                f"&redirect_uri={client['redirect']}&scope=openid&state=x",
-                                follow_redirects=True)
+                page = http.get(
+                    f"/authorize?response_type=code&client_id={client['client_id']}"
+                    f"&redirect_uri={client['redirect']}&scope=openid&state=x",
+                    follow_redirects=True,
+                )
                 csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
                 inter = re.search(r'name="interaction" value="([^"]+)"', page.text)
                 if csrf and inter:
-                    http.post("/login", data={"csrf_token": csrf.group(1),
-                                              "interaction": inter.group(1),
-                                              "username": user["id_number"],
-                                              "password": "wrong but long password"})
+                    http.post(
+                        "/login",
+                        data={
+                            "csrf_token": csrf.group(1),
+                            "interaction": inter.group(1),
+                            "username": user["id_number"],
+                            "password": "wrong but long password",
+                        },
+                    )
 
     threads = [threading.Thread(target=flood, daemon=True) for _ in range(8)]
     for t in threads:
         t.start()
     time.sleep(1)
-    rps, p99, _ = wrk(f"{server.url}/token", post_script("grant_type=client_credentials", auth),
-                      connections=4)
+    rps, p99, _ = wrk(
+        f"{server.url}/token", post_script("grant_type=client_credentials", auth), connections=4
+    )
     stop.set()
     for t in threads:
         t.join(timeout=30)
     return f"{rps:8.0f} req/s   p99 {p99:6.2f} ms   (8 threads flooding logins meanwhile)"
+
+
+def audit_cost() -> list[tuple[str, str]]:
+    """The token endpoint with and without auditing each issuance (group commit)."""
+    out = []
+    for audited in ("true", "false"):
+        data = Path(tempfile.mkdtemp(prefix="tongban-bench-"))
+        url = f"sqlite:///{data / 'bench.db'}"
+        upgrade(url)
+        server = start_server(url, data, extra_env={"TONGBAN_AUDIT_MACHINE_TOKENS": audited})
+        try:
+            machine = server.add_client(
+                "bench machine", "--grant-type", "client_credentials", "--scope", "licence:read"
+            )
+            auth = base64.b64encode(
+                f"{machine['client_id']}:{machine['client_secret']}".encode()
+            ).decode()
+            script = post_script("grant_type=client_credentials", auth)
+            for connections in (8, 64):
+                label = f"token, audit {'on ' if audited == 'true' else 'off'}, {connections} conn"
+                out.append(measure(server, label, "/token", script, connections))
+        finally:
+            server.stop()
+            server.runtime.engine.dispose()
+            shutil.rmtree(data, ignore_errors=True)
+    return out
 
 
 def run() -> list[tuple[str, str]]:
@@ -134,38 +177,67 @@ def run() -> list[tuple[str, str]]:
     url = f"sqlite:///{data / 'bench.db'}"
     upgrade(url)
     # A high failure budget: the login flood below must reach the password check.
-    server = start_server(url, data, extra_env={
-        "TONGBAN_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE": "1000000",
-        "TONGBAN_ACCOUNT_LOCKOUT_THRESHOLD": "100"})
+    server = start_server(
+        url,
+        data,
+        extra_env={
+            "TONGBAN_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE": "1000000",
+            "TONGBAN_ACCOUNT_LOCKOUT_THRESHOLD": "100",
+        },
+    )
     results: list[tuple[str, str]] = []
     try:
-        machine = server.add_client("bench machine", "--grant-type", "client_credentials",
-                                    "--scope", "licence:read")
+        machine = server.add_client(
+            "bench machine", "--grant-type", "client_credentials", "--scope", "licence:read"
+        )
         auth = base64.b64encode(
-            f"{machine['client_id']}:{machine['client_secret']}".encode()).decode()
+            f"{machine['client_id']}:{machine['client_secret']}".encode()
+        ).decode()
         redirect = "http://127.0.0.1:9/cb"
-        web = server.add_client("bench web", "--redirect-uri", redirect, "--scope", "openid",
-                                "--auth-method", "client_secret_basic")
+        web = server.add_client(
+            "bench web",
+            "--redirect-uri",
+            redirect,
+            "--scope",
+            "openid",
+            "--auth-method",
+            "client_secret_basic",
+        )
         web["redirect"] = redirect
         user = server.add_user()
         # consent once, so the login rounds measure login, not the consent page
         browser = FormBrowser(server)
-        browser.login(browser.get(
-            f"{server.url}/authorize?response_type=code&client_id={web['client_id']}"
-            f"&redirect_uri={redirect}&scope=openid&state=s&nonce=n"), user)
-        token = httpx.post(f"{server.url}/token", data={"grant_type": "client_credentials"},
-                           auth=(machine["client_id"], machine["client_secret"])
-                           ).json()["access_token"]
+        browser.login(
+            browser.get(
+                f"{server.url}/authorize?response_type=code&client_id={web['client_id']}"
+                f"&redirect_uri={redirect}&scope=openid&state=s&nonce=n"
+            ),
+            user,
+        )
+        token = httpx.post(
+            f"{server.url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=(machine["client_id"], machine["client_secret"]),
+        ).json()["access_token"]
         results.append(measure(server, "discovery", "/.well-known/openid-configuration", None))
         results.append(measure(server, "JWKS", "/jwks", None))
-        results.append(measure(server, "token (client_credentials, JWT)", "/token",
-                               post_script("grant_type=client_credentials", auth)))
-        results.append(measure(server, "introspection", "/introspect",
-                               post_script(f"token={token}", auth)))
+        results.append(
+            measure(
+                server,
+                "token (client_credentials, JWT)",
+                "/token",
+                post_script("grant_type=client_credentials", auth),
+            )
+        )
+        results.append(
+            measure(server, "introspection", "/introspect", post_script(f"token={token}", auth))
+        )
         for line in login_cost(server, web, user):
             results.append(("login", line))
-        results.append(("token during login flood",
-                        token_under_login_flood(server, auth, user, web)))
+        results.append(
+            ("token during login flood", token_under_login_flood(server, auth, user, web))
+        )
+        results.extend(audit_cost())
     finally:
         server.stop()
         server.runtime.engine.dispose()

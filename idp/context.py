@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -78,6 +79,19 @@ class Context:
         self.config = services.config
         self.clock = services.clock
         self.audit = services.audit
+        #: high-rate events (machine token issuance) the caller records in a batch
+        self.deferred: list[dict[str, Any]] = []
+
+    def audit_later(self, event: str, **fields: Any) -> None:
+        """Queue a high-rate event for group commit by the caller (see web.audit_batch);
+        the caller must not answer before it is durably recorded."""
+        self.deferred.append({"event": event, **fields})
+
+    def record_deferred(self) -> None:
+        """Record queued events in this unit of work (when not batching)."""
+        for fields in self.deferred:
+            self.audit.record(self.session, **fields)
+        self.deferred.clear()
 
     @cached_property
     def keys(self) -> KeySnapshot:
@@ -92,8 +106,13 @@ class Context:
 
     @cached_property
     def clients(self) -> Clients:
-        return Clients(self.session, clock=self.clock, secret_hash=self.services.secret_hash,
-                       audit=self.audit, cache=self.services.client_cache)
+        return Clients(
+            self.session,
+            clock=self.clock,
+            secret_hash=self.services.secret_hash,
+            audit=self.audit,
+            cache=self.services.client_cache,
+        )
 
     @cached_property
     def sessions(self) -> Sessions:

@@ -474,6 +474,13 @@ class ClientCredentials(grants.ClientCredentialsGrant):  # type: ignore[misc]
         access, ttl = ctx.tokens.access_token(
             client_id=client.client_id, sub=client.client_id, scope=granted
         )
+        ctx.audit_later(
+            "token.issued",
+            actor=f"client:{client.client_id}",
+            client_id=client.client_id,
+            source=ctx.source,
+            details={"scope": granted, "grant": "client_credentials"},
+        )
         return {"access_token": access, "token_type": "Bearer", "expires_in": ttl, "scope": granted}
 
 

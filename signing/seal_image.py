@@ -33,6 +33,10 @@ FONT_CANDIDATES = (
 )
 
 
+#: `escape` leaves quotes alone; inside an attribute value they must go too.
+_ATTRIBUTE = {'"': "&quot;"}
+
+
 def _layout(count: int) -> tuple[float, float]:
     """The arc the name spans (degrees, centred at the top) and the step between
     characters: short names are spaced like a stamp-maker would, long ones fill ~260°."""
@@ -63,7 +67,8 @@ def seal_svg(department_name: str, purpose: str = "", *, size: int = 240) -> str
     span, step = _layout(len(chars))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
-        f'viewBox="0 0 {size} {size}" role="img" aria-label="{escape(department_name)}">',
+        f'viewBox="0 0 {size} {size}" role="img" '
+        f'aria-label="{escape(department_name, _ATTRIBUTE)}">',
         f'<circle cx="{c:.2f}" cy="{c:.2f}" r="{ring:.2f}" fill="none" stroke="{color}" '
         f'stroke-width="{size * 0.035:.2f}"/>',
         f"<g fill=\"{color}\" font-family=\"'Noto Serif CJK SC','Songti SC',SimSun,"

@@ -14,12 +14,14 @@ import json
 import logging
 from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from idp.oauth import CoreRequest, CoreResponse, TongbanServer
+from web.audit_batch import AuditBatcher
 from web.http import FORM_LIMIT, parse_form, peer_address
 from web.runtime import Runtime
 
@@ -41,9 +43,14 @@ def handle(
     headers: Mapping[str, str],
     params: list[tuple[str, str]],
     source: str | None,
+    *,
+    deferred: list[dict[str, Any]] | None = None,
 ) -> CoreResponse:
     """One protocol POST in its own unit of work. OAuth errors are responses (so the
-    deliberate writes of a refusal — reuse revocation, replay guards — are committed)."""
+    deliberate writes of a refusal — reuse revocation, replay guards — are committed).
+
+    High-rate audit events go to `deferred` for group commit when a list is given (the
+    caller must record them before answering); otherwise into this transaction."""
     session = runtime.factory()
     try:
         ctx = runtime.context(session, source=source, user_agent=headers.get("user-agent"))
@@ -55,6 +62,10 @@ def handle(
             if endpoint == "token"
             else server.create_endpoint_response(endpoint, request)
         )
+        if deferred is None:
+            ctx.record_deferred()
+        else:
+            deferred.extend(ctx.deferred)
         if session.in_transaction():
             session.commit()
         return response
@@ -106,6 +117,7 @@ class ProtocolFastPath:
         self.app = app
         self.runtime = runtime
         self.discovery = discovery
+        self.batcher = AuditBatcher(runtime)
 
     async def _static(self, send: Send, body: bytes, media_type: bytes, max_age: int) -> None:
         headers = [
@@ -144,8 +156,15 @@ class ProtocolFastPath:
                 source = peer_address(
                     client[0] if client else None, headers, self.runtime.settings.trusted_proxies
                 )
-                work = partial(handle, self.runtime, path, headers, params, source)
-                response = work() if runs_inline(path, params) else await run_in_threadpool(work)
+                if runs_inline(path, params):
+                    events: list[dict[str, Any]] = []
+                    response = handle(self.runtime, path, headers, params, source, deferred=events)
+                    if self.runtime.settings.audit_machine_tokens:
+                        await self.batcher.record(events)
+                else:
+                    response = await run_in_threadpool(
+                        partial(handle, self.runtime, path, headers, params, source)
+                    )
         except Exception:
             log.exception("protocol endpoint %s failed", path)
             response = _BROKEN

@@ -5,6 +5,7 @@ start-up. This module is the one place a default is defined; the README lists th
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -50,8 +51,11 @@ class Settings(BaseSettings):
     #: Consecutive failures that lock an account temporarily (≤ 100 per 800-63B §3.2.2).
     account_lockout_threshold: int = Field(10, ge=3, le=100)
     account_lockout_seconds: int = Field(900, ge=30)
-    #: How many argon2id hashes run at once; the rest queue, so logins cannot starve tokens.
-    password_hash_concurrency: int = Field(2, ge=1)
+    #: How many argon2id hashes run at once per process; the rest queue, so a flood of
+    #: logins cannot take every core from the token endpoint. Default: half the cores.
+    password_hash_concurrency: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1
+    )
 
     # Keys.
     key_rotation_days: int = Field(90, ge=1)
@@ -63,6 +67,9 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(180, ge=180)
     #: How often a signed checkpoint is made when the log has grown.
     audit_checkpoint_seconds: int = Field(300, ge=10)
+    #: Record every client_credentials token issuance (high-rate, group-committed).
+    #: Turning it off exists to measure its cost and is refused in production.
+    audit_machine_tokens: bool = True
     #: How often each replica moves pending events into the tree.
     audit_sequence_seconds: float = Field(2.0, gt=0, le=60)
 
@@ -95,6 +102,8 @@ class Settings(BaseSettings):
                 raise ValueError("production requires an https TONGBAN_ISSUER")
             if self.keks is None:
                 raise ValueError("production requires TONGBAN_KEKS (no KEK file on disk)")
+            if not self.audit_machine_tokens:
+                raise ValueError("production audits every token issuance")
             if self.database_url is None or self.database_url.startswith("sqlite"):
                 raise ValueError("production requires a PostgreSQL TONGBAN_DATABASE_URL")
         if self.refresh_token_absolute_ttl < self.refresh_token_idle_ttl:

@@ -11,6 +11,12 @@
 - `GET /pki/crl/{ca}.crl`: the CA's current CRL, DER (RFC 5280 §5, `application/pkix-crl`).
 - `POST /tsa`: the RFC 3161 timestamp authority over HTTP (§3.4,
   `application/timestamp-query` → `application/timestamp-reply`).
+- `POST /api/v1/seal`: a department system (access token with scope `seal:use`) seals a
+  JSON document (→ compact JWS) or a PDF (→ PAdES B-T with the visible stamp) with one of
+  its department's seals; recorded as `document.sealed`.
+
+This router also carries the admin seal API (`web.seal_admin_routes`) and the public
+verification page (`web.verify_page`), so that they are served wherever this router is.
 
 The runtime is `request.app.state.runtime` (`factory`, `keks`, `clock`, `settings`).
 """
@@ -20,32 +26,50 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from idp.models import Client
 from keys.pki import ISSUING, ROOT, Pki, PkiError, pem
 from keys.pki_models import CertificateAuthority
 from keys.signer import public_jwk_of
+from kit.canonical import canonical_json, loads_strict
 from kit.clock import utc
 from kit.db import transaction
-from signing import jws_seal, pades
+from kit.errors import InvalidInput, TongbanError
+from signing import jws_seal, pades, seals
+from signing.errors import (
+    InputTooLarge,
+    MalformedInput,
+    SealForbidden,
+    SealNotFound,
+    SealNotUsable,
+    SigningError,
+)
 from signing.models import Seal
 from signing.report import VerificationReport
+from signing.seals import SCOPE_SEAL_USE, SealSigner
 from signing.trust import TrustAnchors, ValidationPolicy, x5t_s256
 from signing.tsa import MAX_REQUEST_BYTES, TimestampAuthority, load_tsa
+from web import seal_admin_routes, verify_page
+from web.auth import require_scope
 from web.cli_pki import build_pki
-from web.http import problem
+from web.http import problem, unit_of_work
 
+log = logging.getLogger("tongban.signing")
 router = APIRouter()
 
 POLICY = ValidationPolicy()
@@ -383,4 +407,318 @@ async def timestamp(request: Request) -> Response:
     return Response(reply, media_type="application/timestamp-reply", headers=NO_STORE)
 
 
-__all__ = ["SigningState", "router", "signing_state"]
+# -- sealing ----------------------------------------------------------------------------
+
+#: The raw JSON body may be pretty-printed or escaped; the limit that matters is on the
+#: RFC 8785 form of the document (`jws_seal.MAX_DOCUMENT_BYTES`, 160 KiB).
+MAX_SEAL_JSON_BODY = 1024 * 1024
+SealClient = Annotated[dict[str, Any], Depends(require_scope(SCOPE_SEAL_USE))]
+
+
+class SealJsonIn(BaseModel):
+    """A JSON document to seal (`Content-Type: application/json`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seal_id: str = Field(
+        min_length=1, max_length=64, description="A seal of the client's own department"
+    )
+    document: Any = Field(
+        description="Any I-JSON value (RFC 7493); it is sealed in its RFC 8785 canonical "
+        "form, which may be at most 160 KiB"
+    )
+
+
+class SealedJson(BaseModel):
+    """The sealed JSON document."""
+
+    format: Literal["jws"] = "jws"
+    jws: str = Field(description="Compact JWS (RFC 7515 §7.1) over the canonical document")
+    seal_id: str
+    kid: str = Field(description="`x5t#S256` of the seal certificate (also in the header)")
+    alg: str = Field(description="ES256 or PS256, as the seal's key is")
+    typ: str = Field(description="The explicit JOSE `typ` of sealed documents")
+    sealed_at: datetime = Field(description="The claimed signing time (`sigT`)")
+    document_sha256: str = Field(description="SHA-256 (hex) of the canonical document")
+
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_SEAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The sealed JWS (JSON request) or the sealed PDF (PDF request)",
+        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    400: {"description": "Malformed JSON, not a PDF, unknown fields", **_PROBLEM},
+    401: {"description": "No or an invalid access token", **_PROBLEM},
+    403: {"description": "Scope seal:use missing, or the seal is another department's", **_PROBLEM},
+    404: {"description": "No such seal", **_PROBLEM},
+    409: {"description": "The seal is suspended, revoked or outside its validity", **_PROBLEM},
+    413: {"description": "Over 160 KiB of canonical JSON or 32 MiB of PDF", **_PROBLEM},
+    415: {"description": "Neither application/json nor application/pdf", **_PROBLEM},
+    503: {"description": "The PKI or its timestamp authority is not available", **_PROBLEM},
+}
+_SEAL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SealJsonIn.model_json_schema()},
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+#: RFC 9457 titles for the refusals a caller must tell apart (the status is the error's:
+#: SealForbidden 403, SealNotUsable 409, SealNotFound 404, InputTooLarge 413, …).
+_REFUSALS: tuple[tuple[type[TongbanError], str], ...] = (
+    (SealForbidden, "Seal not permitted"),
+    (SealNotUsable, "Seal not usable"),
+    (SealNotFound, "Seal not found"),
+    (InputTooLarge, "Too large"),
+    (MalformedInput, "Malformed input"),
+    (InvalidInput, "Invalid input"),
+    (PkiError, "Not possible in the PKI's present state"),
+)
+
+
+def signing_problem(exc: TongbanError) -> Response:
+    """RFC 9457 problem details for a refused seal request or seal action: the error's
+    status, a title per kind, its public description and its code, never its private
+    detail. A failure of ours (5xx) is logged and answered 503 without details."""
+    if not 400 <= exc.status < 500:
+        log.error("seal request failed: %s (%s)", exc.code, exc.detail or exc.description)
+        return problem(503, "Service unavailable", "The request could not be completed now.")
+    title = next((t for kind, t in _REFUSALS if isinstance(exc, kind)), "Request refused")
+    return problem(exc.status, title, exc.description, extra={"code": exc.code})
+
+
+def _token_scopes(claims: dict[str, Any]) -> list[str]:
+    return str(claims.get("scope", "")).split()
+
+
+def _sealing_client(session: Session, claims: dict[str, Any]) -> Client:
+    """The client the token was issued to, still registered and active: its department
+    decides which seals it may use (`seals.authorise_use`)."""
+    client_id = claims.get("client_id")
+    client = session.get(Client, client_id) if isinstance(client_id, str) else None
+    if client is None or client.status != "active":
+        raise SealForbidden("the client is not registered or not active")
+    return client
+
+
+def _open(
+    session: Session, state: SigningState, claims: dict[str, Any], seal_id: str
+) -> tuple[Client, SealSigner]:
+    client = _sealing_client(session, claims)
+    sealer = seals.open_seal(
+        session,
+        state.pki,
+        seal_id,
+        state.runtime.clock.now(),
+        department_uscc=client.department_uscc,
+        scopes=_token_scopes(claims),
+    )
+    return client, sealer
+
+
+def _serial(sealer: SealSigner) -> str:
+    return f"{sealer.chain.leaf.serial_number:x}"
+
+
+def _seal_json(
+    state: SigningState,
+    request: Request,
+    claims: dict[str, Any],
+    body: SealJsonIn,
+    canonical: bytes,
+) -> SealedJson:
+    runtime = state.runtime
+    now = runtime.clock.now()
+    digest = hashlib.sha256(canonical).hexdigest()
+    # The request owns the transaction: the JWS is handed out only once its audit event
+    # has been committed with it.
+    with unit_of_work(runtime, request) as ctx:
+        client, sealer = _open(ctx.session, state, claims, body.seal_id)
+        token = jws_seal.seal(body.document, sealer, now=now)
+        runtime.audit.record(
+            ctx.session,
+            "document.sealed",
+            actor=f"client:{client.client_id}",
+            subject=sealer.seal_id,
+            client_id=client.client_id,
+            source=ctx.source,
+            details={
+                "format": "jws",
+                "kid": sealer.kid,
+                "certificate_serial": _serial(sealer),
+                "document_sha256": digest,
+                "bytes": len(canonical),
+            },
+        )
+    return SealedJson(
+        jws=token,
+        seal_id=sealer.seal_id,
+        kid=sealer.kid,
+        alg=sealer.signer.alg,
+        typ=jws_seal.SEAL_TYP,
+        sealed_at=now.replace(microsecond=0),
+        document_sha256=digest,
+    )
+
+
+def _seal_pdf(
+    state: SigningState,
+    request: Request,
+    claims: dict[str, Any],
+    seal_id: str,
+    pdf: bytes,
+    placement: pades.StampPlacement,
+    reason: str | None,
+    location: str | None,
+) -> bytes:
+    runtime = state.runtime
+    now = runtime.clock.now()
+    with unit_of_work(runtime, request) as ctx:
+        client, sealer = _open(ctx.session, state, claims, seal_id)
+        tsa = state.tsa()
+        try:
+            sealed = pades.seal(
+                pdf,
+                sealer,
+                tsa,
+                now=now,
+                placement=placement,
+                reason=reason,
+                location=location,
+                max_bytes=POLICY.max_pdf_bytes,
+            )
+        except SigningError:
+            raise
+        except Exception as exc:
+            # A hostile or broken PDF can fail anywhere inside the PDF library: that is
+            # the caller's input, not our fault (the log keeps the detail).
+            log.warning("PDF could not be sealed: %s: %s", type(exc).__name__, exc)
+            raise MalformedInput(
+                "the PDF could not be sealed", detail=f"{type(exc).__name__}: {exc}"
+            ) from exc
+        runtime.audit.record(
+            ctx.session,
+            "document.sealed",
+            actor=f"client:{client.client_id}",
+            subject=sealer.seal_id,
+            client_id=client.client_id,
+            source=ctx.source,
+            details={
+                "format": "pdf",
+                "kid": sealer.kid,
+                "certificate_serial": _serial(sealer),
+                "document_sha256": hashlib.sha256(pdf).hexdigest(),
+                "sealed_sha256": hashlib.sha256(sealed).hexdigest(),
+                "bytes": len(pdf),
+            },
+        )
+    return sealed
+
+
+def _seal_json_body(raw: bytes) -> tuple[SealJsonIn, bytes] | Response:
+    """Parse and check the JSON request: strict I-JSON (no duplicate names, no NaN), the
+    schema, and the canonical size of the document."""
+    try:
+        data = loads_strict(raw)
+    except InvalidInput:
+        return problem(400, "Malformed JSON", "The body is not valid JSON (RFC 8259, I-JSON).")
+    try:
+        body = SealJsonIn.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return problem(
+            400,
+            "Invalid request",
+            'Send {"seal_id": "…", "document": …}.',
+            extra={"errors": errors},
+        )
+    canonical = canonical_json(body.document)  # raises CanonicalisationError (400)
+    if len(canonical) > jws_seal.MAX_DOCUMENT_BYTES:
+        raise InputTooLarge(
+            f"a sealed JSON document is at most {jws_seal.MAX_DOCUMENT_BYTES} bytes "
+            "in canonical form"
+        )
+    return body, canonical
+
+
+@router.post(
+    "/api/v1/seal",
+    tags=["seals"],
+    summary="Seal a JSON document (compact JWS) or a PDF (PAdES B-T)",
+    response_model=SealedJson,
+    responses=_SEAL_RESPONSES,
+    openapi_extra=_SEAL_BODY,
+)
+async def seal_document(
+    request: Request,
+    claims: SealClient,
+    seal_id: Annotated[
+        str | None, Query(max_length=64, description="The seal (PDF requests)")
+    ] = None,
+    stamp_page: Annotated[
+        int, Query(ge=-1, le=100_000, description="Page for the stamp, 0-based; -1 = last")
+    ] = -1,
+    stamp_x: Annotated[float, Query(ge=0, le=14_400, description="PDF points from the left")] = 400,
+    stamp_y: Annotated[
+        float, Query(ge=0, le=14_400, description="PDF points from the bottom")
+    ] = 80,
+    stamp_size: Annotated[float, Query(ge=36, le=600, description="Side of the stamp")] = 120,
+    reason: Annotated[str | None, Query(max_length=128, description="PDF /Reason")] = None,
+    location: Annotated[str | None, Query(max_length=128, description="PDF /Location")] = None,
+) -> Response:
+    """A department system seals with one of its own department's seals (scope
+    `seal:use`; the client's `department_uscc` must be the seal's).
+
+    - `application/json` `{"seal_id", "document"}` → `SealedJson` (a compact JWS over the
+      RFC 8785 form of `document`, ES256/PS256 with `x5c` to the root).
+    - `application/pdf` with `?seal_id=` → the sealed PDF: PAdES B-T, timestamped by the
+      province's TSA, with the seal's red stamp on the page (`stamp_*`).
+
+    Each sealing is recorded as the audit event `document.sealed` in the same
+    transaction."""
+    state = signing_state(request)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if media == "application/json":
+            parsed = _seal_json_body(await _body(request, MAX_SEAL_JSON_BODY))
+            if isinstance(parsed, Response):
+                return parsed
+            body, canonical = parsed
+            sealed_json = await run_in_threadpool(
+                _seal_json, state, request, claims, body, canonical
+            )
+            return JSONResponse(sealed_json.model_dump(mode="json"), headers=NO_STORE)
+        if media == "application/pdf":
+            if not seal_id:
+                return problem(400, "Seal not named", "Name the seal with ?seal_id=… for a PDF.")
+            pdf = await _body(request, POLICY.max_pdf_bytes)
+            if not pdf[:1024].lstrip().startswith(b"%PDF-"):
+                return problem(400, "Not a PDF", "The body does not start with %PDF-.")
+            placement = pades.StampPlacement(stamp_page, stamp_x, stamp_y, stamp_size)
+            sealed_pdf = await run_in_threadpool(
+                _seal_pdf, state, request, claims, seal_id, pdf, placement, reason, location
+            )
+            return Response(
+                sealed_pdf,
+                media_type="application/pdf",
+                headers={**NO_STORE, "Content-Disposition": 'attachment; filename="sealed.pdf"'},
+            )
+        return problem(415, "Unsupported media type", "Send application/json or application/pdf.")
+    except _TooLarge:
+        return problem(413, "Too large", "The document is larger than this service seals.")
+    except PkiError:
+        # a seal exists only once the PKI does: what fails here is the TSA or a CA
+        return problem(503, "PKI unavailable", "The PKI or its timestamp authority is unusable.")
+    except TongbanError as exc:
+        return signing_problem(exc)
+
+
+# The admin seal API and the verification page are mounted here, so that every app that
+# serves this router serves them too.
+router.include_router(seal_admin_routes.router)
+router.include_router(verify_page.router)
+
+__all__ = ["SigningState", "router", "signing_problem", "signing_state"]

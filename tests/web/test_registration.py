@@ -13,7 +13,6 @@ import json
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,7 +22,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import func, select
 
-from idp.models import Account, SmsOutbox, SsoSession
+from idp.models import Account, PhoneCode, SmsOutbox, SsoSession
 from idp.pii import mask_phone
 from kit.identifiers import id_number_check_char
 from tests.web.live import BIN, FormBrowser, LiveServer, new_id_number, new_phone, query
@@ -138,7 +137,7 @@ def password_login(browser: FormBrowser, username: str, password: str) -> httpx.
 
 
 @pytest.fixture(scope="module")
-def people(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict]]:
+def people(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """A population-registry extract imported with `tongban registry import`."""
     rows = [{"id_number": new_id_number(), "name": name} for name in NAMES]
     path: Path = tmp_path_factory.mktemp("registry") / "extract.csv"
@@ -147,7 +146,7 @@ def people(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         writer.writeheader()
         writer.writerows(rows)
     assert live.cli("registry", "import", str(path)) == {"imported": len(rows)}
-    yield rows
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -286,45 +285,74 @@ def test_known_number_and_registry_mismatch_look_like_a_successful_start(
     assert account_for(live, cases["not_in_registry"][0]) is None
 
 
+def five_wrong_then_right(
+    browser: FormBrowser, path: str, page: httpx.Response, code: str, password: str
+) -> httpx.Response:
+    """Five wrong codes (each refused clearly), then the right one: its answer."""
+    flow = flow_of(page)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for attempt in range(5):
+        refused = verify(browser, path, page, flow=flow, code=wrong, password=password)
+        assert refused.status_code == 400, attempt
+        assert BAD_CODE in refused.text and 'role="alert"' in refused.text
+        assert flow_of(refused) == flow  # the page lets the citizen try again
+    return verify(browser, path, page, flow=flow, code=code, password=password)
+
+
+def attempts(live: LiveServer, flow: str) -> int:
+    with live.runtime.factory() as s:
+        row = s.get(PhoneCode, flow)
+        assert row is not None
+        return row.attempts
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="wrong-code attempts are rolled back with the request (idp/registration.py "
-    "_consume + web/http.py unit_of_work), so the 5-attempt limit never triggers",
+    reason="wrong-code attempts are rolled back with the failed request (idp/registration.py "
+    "PhoneFlows._consume raises after its UPDATE; web/http.py unit_of_work rolls back), so "
+    "the 5-attempt limit never triggers and a 6-digit code can be guessed without limit",
 )
-def test_wrong_codes_are_refused_and_five_of_them_end_the_flow(
+def test_five_wrong_codes_end_the_registration_and_reset_flows(
     live: LiveServer, people: list[dict]
 ) -> None:
     person, phone = people[4], new_phone()
     browser = FormBrowser(live)
-    started = start_registration(
+    registering = start_registration(
         browser, id_number=person["id_number"], name=person["name"], phone=phone
     )
-    flow = flow_of(started)
-    code = code_in(texts_to(sms_outbox(live), phone)[0])
-    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    for attempt in range(5):
-        refused = verify(
-            browser,
-            "/register/verify",
-            started,
-            flow=flow,
-            code=wrong,
-            password="a long enough passphrase",
+    number, reset_phone = new_id_number(), new_phone()
+    with live.runtime.factory.begin() as s:
+        account_id = (
+            live.runtime.context(s)
+            .accounts.create(
+                id_number=number,
+                name="猜码测试",
+                phone=reset_phone,
+                password="the victim's passphrase",
+                verified=True,
+            )
+            .account.id
         )
-        assert refused.status_code == 400, attempt
-        assert BAD_CODE in refused.text and 'role="alert"' in refused.text
-        assert flow_of(refused) == flow  # the page lets the citizen try again
-    # five wrong codes: the right one no longer works, no account is created
-    late = verify(
-        browser,
-        "/register/verify",
-        started,
-        flow=flow,
-        code=code,
-        password="a long enough passphrase",
+    resetting = browser.post("/reset", browser.get("/reset"), username=number)
+    outbox = sms_outbox(live)
+    register_code = code_in(texts_to(outbox, phone)[0])
+    reset_code = code_in(texts_to(outbox, reset_phone)[0])
+
+    late = five_wrong_then_right(
+        browser, "/register/verify", registering, register_code, "a long enough passphrase"
     )
+    assert attempts(live, flow_of(registering)) == 5
     assert late.status_code == 400 and BAD_CODE in late.text
     assert account_for(live, person["id_number"]) is None
+
+    with live.runtime.factory() as s:
+        before = s.get(Account, account_id).password_hash  # type: ignore[union-attr]
+    late = five_wrong_then_right(
+        browser, "/reset/verify", resetting, reset_code, "an attacker's new passphrase"
+    )
+    assert late.status_code == 400 and BAD_CODE in late.text
+    with live.runtime.factory() as s:
+        assert s.get(Account, account_id).password_hash == before  # type: ignore[union-attr]
 
 
 def test_a_wrong_code_is_refused_and_the_right_one_still_works(

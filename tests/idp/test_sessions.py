@@ -1,0 +1,205 @@
+"""SSO sessions and completing a login (`idp/sessions.py`, `idp/signin.py`), in-process on
+both databases with a frozen clock: re-authentication keeps the session (its `sid` and
+the departments that joined it) but replaces the cookie secret (ASVS 7.2.4); another
+account logging in ends the previous session everywhere; cookies are stored only as
+keyed hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, select
+
+from idp.accounts import ACR_MFA, ACR_PASSWORD
+from idp.context import Context
+from idp.models import Account, BackchannelDelivery, Grant, SsoSession
+from idp.signin import establish_session
+from kit.clock import FrozenClock
+from kit.db import Base
+from kit.ids import b64url, keyed_hash
+from migrations import import_models
+from tests.idp.conftest import RecordingAudit
+
+PASSWORD = "correct horse battery staple"
+
+
+def citizen(ctx: Context, number: str, name: str = "张三") -> Account:
+    return ctx.accounts.create(id_number=number, name=name, password=PASSWORD).account
+
+
+@pytest.fixture
+def alice(ctx: Context) -> Account:
+    return citizen(ctx, "110105209912310010", "张三")
+
+
+@pytest.fixture
+def bob(ctx: Context) -> Account:
+    return citizen(ctx, "110105209901010012", "李四")
+
+
+@pytest.fixture
+def dept(ctx: Context) -> str:
+    reg = ctx.clients.register(
+        name="Dept",
+        redirect_uris=["https://dept.example.gov.cn/cb"],
+        backchannel_logout_uri="https://dept.example.gov.cn/backchannel",
+    )
+    return reg.client.client_id
+
+
+def fresh(ctx: Context, sid: str) -> SsoSession:
+    """The row as stored (not the identity map's copy)."""
+    ctx.session.flush()
+    ctx.session.expire_all()
+    row = ctx.session.get(SsoSession, sid)
+    assert row is not None
+    return row
+
+
+def test_reauthentication_keeps_sid_and_participants_but_replaces_the_cookie(
+    ctx: Context, alice: Account, dept: str, clock: FrozenClock, audit: RecordingAudit
+) -> None:
+    sid, cookie = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    sso = ctx.sessions.from_cookie(cookie)
+    assert sso is not None and sso.id == sid
+    ctx.sessions.add_participant(sso, dept)
+    created_at, old_hash = sso.created_at, sso.cookie_hash
+    clock.advance(300)
+
+    # step-up: the same account authenticates again in the same browser
+    sid2, cookie2 = establish_session(
+        ctx, alice, acr=ACR_MFA, amr=["pwd", "otp"], current_cookie=cookie
+    )
+    assert sid2 == sid
+    assert cookie2 != cookie
+    assert ctx.sessions.from_cookie(cookie) is None  # the old cookie no longer works
+    again = ctx.sessions.from_cookie(cookie2)
+    assert again is not None and again.id == sid
+
+    row = fresh(ctx, sid)
+    assert row.cookie_hash != old_hash
+    assert row.ended_at is None
+    assert row.acr == ACR_MFA and row.amr == ["pwd", "otp"]
+    assert row.auth_time.timestamp() == pytest.approx(clock.now().timestamp(), abs=1e-3)
+    assert row.created_at.timestamp() == pytest.approx(created_at.timestamp(), abs=1e-3)
+    assert ctx.sessions.participants(row) == [dept]  # single logout still reaches them
+    rows = ctx.session.scalars(select(SsoSession).where(SsoSession.account_id == alice.id))
+    assert [r.id for r in rows] == [sid]
+    assert "session.ended" not in audit.names()
+    reauth = [e for e in audit.events if e["event"] == "session.created"]
+    assert len(reauth) == 2 and reauth[-1]["details"].get("reauthenticated") is True
+
+
+def test_another_account_logging_in_ends_the_previous_session(
+    ctx: Context, alice: Account, bob: Account, dept: str, audit: RecordingAudit
+) -> None:
+    sid_a, cookie_a = establish_session(
+        ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None
+    )
+    sso_a = ctx.sessions.get(sid_a)
+    assert sso_a is not None
+    ctx.sessions.add_participant(sso_a, dept)
+    grant = ctx.tokens.new_grant(
+        client_id=dept,
+        account_id=alice.id,
+        session_id=sid_a,
+        scope="openid profile",
+        auth_time=sso_a.auth_time,
+        acr=ACR_PASSWORD,
+        amr=["pwd"],
+        claims=None,
+    )
+    ctx.session.flush()
+
+    sid_b, cookie_b = establish_session(
+        ctx, bob, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=cookie_a
+    )
+    assert sid_b != sid_a and cookie_b != cookie_a
+    assert ctx.sessions.from_cookie(cookie_a) is None
+    current = ctx.sessions.from_cookie(cookie_b)
+    assert current is not None and current.account_id == bob.id
+    assert ctx.sessions.participants(current) == []  # B inherits nothing from A
+
+    ended = fresh(ctx, sid_a)
+    assert ended.ended_at is not None and ended.account_id == alice.id
+    stored_grant = ctx.session.get(Grant, grant.id)
+    assert stored_grant is not None and stored_grant.revoked_at is not None
+    deliveries = ctx.session.scalars(
+        select(BackchannelDelivery).where(BackchannelDelivery.session_id == sid_a)
+    ).all()
+    assert [(d.client_id, d.status) for d in deliveries] == [(dept, "pending")]
+    ends = [e for e in audit.events if e["event"] == "session.ended"]
+    assert len(ends) == 1
+    assert ends[0]["subject"] == alice.id
+    assert ends[0]["details"] == {"reason": "another_account_logged_in"}
+
+
+def test_a_dead_cookie_never_revives_its_session(
+    ctx: Context, alice: Account, clock: FrozenClock
+) -> None:
+    sid, cookie = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    sso = ctx.sessions.get(sid)
+    assert sso is not None
+    ctx.sessions.end(sso, reason="logout")
+    after_logout, cookie2 = establish_session(
+        ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=cookie
+    )
+    assert after_logout != sid and fresh(ctx, sid).ended_at is not None
+
+    clock.advance(ctx.config.session_idle_ttl + 1)  # idle: a new session, not the old sid
+    after_idle, _ = establish_session(
+        ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=cookie2
+    )
+    assert after_idle not in (sid, after_logout)
+    for junk in ("", "x" * 200, "not-a-cookie"):
+        other, _ = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=junk)
+        assert other not in (sid, after_logout, after_idle)
+
+
+def test_session_cookies_are_stored_only_as_keyed_hashes(
+    ctx: Context, alice: Account, dept: str, audit: RecordingAudit
+) -> None:
+    sid, first = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    sso = ctx.sessions.get(sid)
+    assert sso is not None
+    ctx.sessions.add_participant(sso, dept)
+    _, second = establish_session(ctx, alice, acr=ACR_MFA, amr=["pwd", "otp"], current_cookie=first)
+    ctx.session.flush()
+
+    # 256-bit random cookie secrets, separate from the public sid
+    assert len(first) >= 43 and len(second) >= 43 and len(sid) >= 22
+    assert sid not in (first, second)
+
+    row = fresh(ctx, sid)
+    key = ctx.services.secrets.get("secret-hash")
+    assert row.cookie_hash == keyed_hash(key, second)  # HMAC-SHA256 under a secret key
+    for unkeyed in (
+        hashlib.sha256(second.encode()).hexdigest(),
+        b64url(hashlib.sha256(second.encode()).digest()),
+    ):
+        assert row.cookie_hash != unkeyed
+
+    # no cookie value anywhere in the database or the audit trail
+    import_models()
+    present = set(inspect(ctx.session.connection()).get_table_names())
+    scanned = 0
+    for table in Base.metadata.sorted_tables:
+        if table.name not in present:
+            continue
+        for record in ctx.session.execute(table.select()):
+            text = " ".join(str(v) for v in record)
+            assert first not in text and second not in text, table.name
+            scanned += 1
+    assert scanned > 3
+    for event in audit.events:
+        assert first not in str(event) and second not in str(event)
+
+
+def test_sessions_follow_the_configured_lifetimes(ctx: Context, alice: Account) -> None:
+    sid, cookie = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    row = fresh(ctx, sid)
+    assert row.expires_at - row.created_at == timedelta(seconds=ctx.config.session_absolute_ttl)
+    assert ctx.config.session_idle_ttl == 30 * 60 and ctx.config.session_absolute_ttl == 12 * 3600
+    assert ctx.sessions.from_cookie(cookie) is not None
