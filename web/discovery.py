@@ -54,7 +54,6 @@ def metadata(issuer: str) -> dict[str, Any]:
         "request_uri_parameter_supported": False,
         "acr_values_supported": list(ACR_ORDER),
         "ui_locales_supported": ["zh-CN", "en"],
-        "claims_locales_supported": ["zh-CN", "en"],
         "display_values_supported": ["page", "touch"],
         "authorization_response_iss_parameter_supported": True,
         "backchannel_logout_supported": True,

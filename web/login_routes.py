@@ -15,6 +15,7 @@ from idp.claims import SCOPE_TEXT
 from idp.context import Context
 from idp.errors import LoginFailed, SecondFactorFailed
 from idp.models import Account, Interaction
+from idp.pii import looks_like_phone
 from idp.signin import establish_session
 from idp.throttle import Throttle
 from web.browser import Browser, see_other
@@ -57,29 +58,30 @@ async def login_page(request: Request, interaction: str = "") -> Response:
     runtime, b, _ = _parts(request)
     secret, new_cookie = b.secret(request)
 
-    def work() -> tuple[str | None, str | None, bool]:
+    def work() -> dict[str, Any] | None:
         with unit_of_work(runtime, request) as ctx:
             row = ctx.interactions.load(interaction, browser_secret=secret)
             if row is None:
+                if interaction:
+                    return None
                 # A direct visit: log in to the account page.
                 row = ctx.interactions.start(
                     {"_return": "/account"}, browser_secret=secret, stage="login"
                 )
-                return row.id, None, True
-            return row.id, _client_name(ctx, row), False
+            hint = str(row.params.get("login_hint") or "")
+            return {
+                "interaction": row.id,
+                "client_name": _client_name(ctx, row),
+                "ui_locales": row.params.get("ui_locales"),
+                # Only a phone number is taken from login_hint: an ID number must never
+                # travel in a URL (standards.md §7), so such a hint is ignored.
+                "username": hint if looks_like_phone(hint) else None,
+            }
 
-    row_id, client_name, fresh = await run_in_threadpool(work)
-    if fresh and interaction:
+    data = await run_in_threadpool(work)
+    if data is None:
         return _expired(request, b, secret)
-    return b.render(
-        request,
-        "login.html",
-        secret=secret,
-        new_secret_cookie=new_cookie,
-        interaction=row_id,
-        client_name=client_name,
-        ui_locales=None,
-    )
+    return b.render(request, "login.html", secret=secret, new_secret_cookie=new_cookie, **data)
 
 
 @router.post("/login")
@@ -163,14 +165,19 @@ async def otp_page(request: Request, interaction: str = "") -> Response:
     runtime, b, _ = _parts(request)
     secret, _ = b.secret(request)
 
-    def work() -> bool:
+    def work() -> tuple[bool, str | None]:
         with unit_of_work(runtime, request) as ctx:
             row = ctx.interactions.load(interaction, browser_secret=secret)
-            return row is not None and row.stage == "otp" and row.account_id is not None
+            if row is None or row.stage != "otp" or row.account_id is None:
+                return False, None
+            return True, row.params.get("ui_locales")
 
-    if not await run_in_threadpool(work):
+    ok, ui_locales = await run_in_threadpool(work)
+    if not ok:
         return _expired(request, b, secret)
-    return b.render(request, "otp.html", secret=secret, interaction=interaction)
+    return b.render(
+        request, "otp.html", secret=secret, interaction=interaction, ui_locales=ui_locales
+    )
 
 
 @router.post("/login/otp")

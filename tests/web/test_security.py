@@ -315,3 +315,12 @@ def test_no_open_redirect_from_language_switch(live: LiveServer) -> None:
         response = httpx.get(f"{live.url}/lang", params={"to": "en", "back": back})
         assert response.status_code == 303
         assert not response.headers["location"].startswith(("//", "http"))
+
+
+def test_ui_locales_and_login_hint(live: LiveServer, rp: dict) -> None:
+    page = httpx.get(auth_url(live, rp, ui_locales="en", login_hint="+8613900001111"),
+                     follow_redirects=True)
+    assert "<h1>Log in</h1>" in page.text and 'value="+8613900001111"' in page.text
+    hinted_id = "11010519491231002X"
+    page = httpx.get(auth_url(live, rp, login_hint=hinted_id), follow_redirects=True)
+    assert "<h1>登录</h1>" in page.text and hinted_id not in page.text
