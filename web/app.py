@@ -31,6 +31,7 @@ from web.discovery import metadata_bytes
 from web.http import PAGE_CSP, problem
 from web.protocol_endpoints import ProtocolFastPath
 from web.runtime import Runtime, build_runtime
+from web.seed import is_demo
 from web.settings import Settings
 from web.workers import audit_loop, delivery_loop, maintenance_loop
 
@@ -101,6 +102,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.keys()  # first start creates the signing keys
+        runtime.demo = runtime.settings.mode == "development" and is_demo(runtime)
         if background:
             delivery.start()
             maintenance.start()

@@ -119,3 +119,11 @@ def instructions(runtime: Runtime, info: DemoInfo) -> str:
     for c in info.clients:
         lines.append(f"  Client {c['name']}: {c['client_id']}  secret {c['client_secret']}")
     return "\n".join(lines)
+
+
+def is_demo(runtime: Runtime) -> bool:
+    """Whether this database holds the demo province (pages then say so)."""
+    with runtime.factory() as session:
+        return (
+            runtime.context(session).accounts.find_by_id_number(DEMO_CITIZEN.id_number) is not None
+        )

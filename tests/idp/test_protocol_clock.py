@@ -33,7 +33,7 @@ def world(services: Services, factory: sessionmaker[Session]) -> dict:
                                    scopes=["openid", "profile", "offline_access"])
         account = ctx.accounts.create(id_number="110105209912310010", name="张三",
                                       password="correct horse battery staple").account
-        sso, cookie = ctx.sessions.create(account, acr=ACR_PASSWORD, amr=["pwd"],
+        _sso, cookie = ctx.sessions.create(account, acr=ACR_PASSWORD, amr=["pwd"],
                                           user_agent="test")
         record_consent(ctx, account, reg.client, ["openid", "profile", "offline_access"])
         return {"client_id": reg.client.client_id, "secret": reg.secret, "cookie": cookie,
