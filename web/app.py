@@ -23,7 +23,9 @@ from web import (
     login_routes,
     oidc_routes,
     register_routes,
+    seal_admin_routes,
     signing_routes,
+    verify_page,
 )
 from web.auth import BearerRejected
 from web.browser import Browser
@@ -134,6 +136,8 @@ def create_app(
     app.include_router(register_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(signing_routes.router)
+    app.include_router(seal_admin_routes.router)
+    app.include_router(verify_page.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(ProtocolFastPath, runtime=runtime, discovery=app.state.discovery)
     # added last, so outermost: the fast path's answers get the headers too

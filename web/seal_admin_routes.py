@@ -10,12 +10,13 @@ certificate). Refusals are RFC 9457 problem details.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -30,11 +31,35 @@ from signing.models import Seal
 from signing.seal_image import seal_png, seal_svg
 from web.auth import require_scope
 from web.http import JSON_HEADERS, problem, unit_of_work
+from web.signing_routes import SigningState, signing_problem, signing_state
 
-if TYPE_CHECKING:
-    from web.signing_routes import SigningState
+#: Admin bodies are small JSON objects.
+MAX_ADMIN_BODY = 64 * 1024
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"])
+
+class _BoundedBody(APIRoute):
+    """FastAPI reads a JSON body before it checks the token: refuse a large one first, by
+    its declared length (RFC 9457 problems; FastAPI's own limit answers in plain text). A
+    body of undeclared length is refused too (411, RFC 9110 §15.5.12): no admin client
+    needs to stream."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            declared = request.headers.get("content-length")
+            if declared is None and "transfer-encoding" in request.headers:
+                return problem(411, "Length required", "Send the body with a Content-Length.")
+            if declared is not None and (not declared.isdigit() or int(declared) > MAX_ADMIN_BODY):
+                return problem(
+                    413, "Too large", f"Admin bodies are at most {MAX_ADMIN_BODY} bytes."
+                )
+            return await handler(request)
+
+        return bounded
+
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=_BoundedBody)
 Admin = Annotated[dict[str, Any], Depends(require_scope("admin"))]
 T = TypeVar("T")
 
@@ -151,13 +176,11 @@ class PkiStatusOut(BaseModel):
 def _signing(request: Request) -> SigningState:
     # Imported here: web.signing_routes mounts this router (so it is served wherever that
     # router is) and imports this module, so a module-level import would be circular.
-    from web.signing_routes import signing_state
 
     return signing_state(request)
 
 
 def _refused(exc: TongbanError) -> Response:
-    from web.signing_routes import signing_problem
 
     return signing_problem(exc)
 

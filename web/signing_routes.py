@@ -15,8 +15,8 @@
   JSON document (→ compact JWS) or a PDF (→ PAdES B-T with the visible stamp) with one of
   its department's seals; recorded as `document.sealed`.
 
-This router also carries the admin seal API (`web.seal_admin_routes`) and the public
-verification page (`web.verify_page`), so that they are served wherever this router is.
+The admin seal API (`web.seal_admin_routes`) and the public verification page
+(`web.verify_page`) build on this module's `SigningState`.
 
 The runtime is `request.app.state.runtime` (`factory`, `keks`, `clock`, `settings`).
 """
@@ -64,7 +64,6 @@ from signing.report import VerificationReport
 from signing.seals import SCOPE_SEAL_USE, SealSigner
 from signing.trust import TrustAnchors, ValidationPolicy, x5t_s256
 from signing.tsa import MAX_REQUEST_BYTES, TimestampAuthority, load_tsa
-from web import seal_admin_routes, verify_page
 from web.auth import require_scope
 from web.cli_pki import build_pki
 from web.http import problem, unit_of_work
@@ -505,14 +504,16 @@ def _sealing_client(session: Session, claims: dict[str, Any]) -> Client:
 
 
 def _open(
-    session: Session, state: SigningState, claims: dict[str, Any], seal_id: str
+    session: Session, state: SigningState, claims: dict[str, Any], seal_id: str, now: datetime
 ) -> tuple[Client, SealSigner]:
+    """The client and the seal it asks for, opened at `now` (the moment the document will
+    say it was sealed): `open_seal` checks ownership, scope, status and validity."""
     client = _sealing_client(session, claims)
     sealer = seals.open_seal(
         session,
         state.pki,
         seal_id,
-        state.runtime.clock.now(),
+        now,
         department_uscc=client.department_uscc,
         scopes=_token_scopes(claims),
     )
@@ -536,7 +537,7 @@ def _seal_json(
     # The request owns the transaction: the JWS is handed out only once its audit event
     # has been committed with it.
     with unit_of_work(runtime, request) as ctx:
-        client, sealer = _open(ctx.session, state, claims, body.seal_id)
+        client, sealer = _open(ctx.session, state, claims, body.seal_id, now)
         token = jws_seal.seal(body.document, sealer, now=now)
         runtime.audit.record(
             ctx.session,
@@ -577,7 +578,7 @@ def _seal_pdf(
     runtime = state.runtime
     now = runtime.clock.now()
     with unit_of_work(runtime, request) as ctx:
-        client, sealer = _open(ctx.session, state, claims, seal_id)
+        client, sealer = _open(ctx.session, state, claims, seal_id, now)
         tsa = state.tsa()
         try:
             sealed = pades.seal(
@@ -595,10 +596,10 @@ def _seal_pdf(
         except Exception as exc:
             # A hostile or broken PDF can fail anywhere inside the PDF library: that is
             # the caller's input, not our fault (the log keeps the detail).
-            log.warning("PDF could not be sealed: %s: %s", type(exc).__name__, exc)
-            raise MalformedInput(
-                "the PDF could not be sealed", detail=f"{type(exc).__name__}: {exc}"
-            ) from exc
+            # repr, bounded: the message may quote the hostile bytes
+            detail = repr(exc)[:300]
+            log.warning("PDF could not be sealed: %s", detail)
+            raise MalformedInput("the PDF could not be sealed", detail=detail) from exc
         runtime.audit.record(
             ctx.session,
             "document.sealed",
@@ -715,10 +716,5 @@ async def seal_document(
     except TongbanError as exc:
         return signing_problem(exc)
 
-
-# The admin seal API and the verification page are mounted here, so that every app that
-# serves this router serves them too.
-router.include_router(seal_admin_routes.router)
-router.include_router(verify_page.router)
 
 __all__ = ["SigningState", "router", "signing_problem", "signing_state"]

@@ -18,7 +18,7 @@ import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -36,9 +36,7 @@ from signing.seal_image import SEAL_RED, seal_svg
 from signing.trust import ValidationPolicy
 from web.browser import Browser
 from web.i18n import Translator
-
-if TYPE_CHECKING:
-    from web.signing_routes import SigningState
+from web.signing_routes import POLICY, SigningState, signing_state
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,6 +71,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "PASSED": ("✓ 印章有效", "✓ The seal is valid"),
     "INDETERMINATE": ("⚠ 无法确认印章有效", "⚠ The seal cannot be confirmed"),
     "FAILED": ("✗ 印章无效", "✗ The seal is not valid"),
+    "passed.explanation": (
+        "文件自盖章后未被改动；印章证书由本省电子认证体系签发，盖章时有效且未被撤销。",
+        "The document is unchanged since it was sealed; the seal's certificate was issued "
+        "under the province's PKI, was valid when it sealed and is not revoked.",
+    ),
     "reason_code": ("原因代码", "Reason code"),
     "department": ("盖章单位", "Department"),
     "uscc": ("统一社会信用代码", "Unified social credit code"),
@@ -101,6 +104,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "path.validity": ("有效期", "Valid"),
     "path.none": ("未能建立到受信任根证书的路径。", "No path to a trusted root was found."),
     "checks": ("检查项目", "Checks"),
+    "colon": ("：", ": "),
     "check.passed": ("通过", "passed"),
     "check.failed": ("未通过", "failed"),
     "document": ("盖章内容", "Sealed content"),
@@ -269,7 +273,7 @@ def _view(
     return ReportView(
         indication=report.indication.value,
         headline=words[report.indication.value],
-        explanation=t.pick((zh, en)),
+        explanation=words["passed.explanation"] if report.passed else t.pick((zh, en)),
         sub_indication=report.sub_indication.value if report.sub_indication else None,
         format=words.get(f"format.{report.format}", report.format),
         department_name=identity.department_name if identity else None,
@@ -432,7 +436,6 @@ async def verify_form(request: Request) -> Response:
 async def verify_submit(request: Request) -> Response:
     # Imported here: web.signing_routes mounts this router (so the page is served wherever
     # that router is) and imports this module; a module-level import would be circular.
-    from web.signing_routes import POLICY, signing_state
 
     browser: Browser = request.app.state.browser
     try:

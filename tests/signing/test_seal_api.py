@@ -163,16 +163,17 @@ def world(live: LiveServer) -> World:
         assert r.status_code == 201, r.text
         return dict(r.json())
 
+    def token(name: str, scope: str, department: str) -> dict[str, str]:
+        return bearer(access_token(live, client(name, scope, department), scope))
+
     return World(
         live=live,
         uscc=uscc,
         seal_id=seal["id"],
         admin=admin_h,
-        sealer=bearer(access_token(live, client("民政业务系统", "seal:use", uscc), "seal:use")),
-        other=bearer(access_token(live, client("他局业务系统", "seal:use", new_uscc()), "seal:use")),
-        wrong_scope=bearer(
-            access_token(live, client("民政查询系统", "licence:read", uscc), "licence:read")
-        ),
+        sealer=token("民政业务系统", "seal:use", uscc),
+        other=token("他局业务系统", "seal:use", new_uscc()),
+        wrong_scope=token("民政查询系统", "licence:read", uscc),
     )
 
 
@@ -298,7 +299,7 @@ def test_seal_pdf_is_pades_bt_with_a_visible_stamp(world: World) -> None:
             embedded, signer_validation_context=context, ts_validation_context=context
         )
     )
-    assert status.bottom_line, status.pretty_print_details()
+    assert status.bottom_line, status.pretty_print_details()  # type: ignore[no-untyped-call]
     assert status.timestamp_validity is not None and status.timestamp_validity.trusted
     # the stamp: a widget of the requested size with an appearance stream
     widget = embedded.sig_field
@@ -432,9 +433,7 @@ def test_revoked_seal_shows_in_verification(world: World) -> None:
     assert offline.sub_indication is not None and offline.sub_indication.value.startswith("REVOKED")
 
     assert _problem(world.seal_json(seal["id"]), 409)["code"] == "seal_not_usable"
-    again = httpx.post(
-        f"{world.live.url}/admin/v1/seals/{seal['id']}/revoke", headers=world.admin
-    )
+    again = httpx.post(f"{world.live.url}/admin/v1/seals/{seal['id']}/revoke", headers=world.admin)
     assert again.status_code == 200  # idempotent, and recorded once
     revoked = [e for e in audit_events(world.live, seal["id"]) if e[0] == "seal.revoked"]
     assert len(revoked) == 1 and revoked[0][2]["reason"] == "key_compromise"
@@ -476,9 +475,7 @@ def test_admin_list_get_images_and_pki(world: World) -> None:
     assert listed.status_code == 200
     assert world.seal_id in {s["id"] for s in listed.json()}
     assert all(s["department_uscc"] == world.uscc for s in listed.json())
-    active = httpx.get(
-        f"{base}/seals", headers=world.admin, params={"status": "active"}
-    ).json()
+    active = httpx.get(f"{base}/seals", headers=world.admin, params={"status": "active"}).json()
     assert active and all(s["status"] == "active" for s in active)
     _problem(httpx.get(f"{base}/seals", headers=world.admin, params={"status": "lost"}), 400)
 
@@ -498,7 +495,7 @@ def test_admin_list_get_images_and_pki(world: World) -> None:
 
     pki = httpx.get(f"{base}/pki", headers=world.admin).json()
     assert pki["initialised"] is True
-    assert [a["kind"] for a in pki["authorities"]][0] == "root"
+    assert pki["authorities"][0]["kind"] == "root"
     assert all(a["crl_url"].startswith(world.live.url) for a in pki["authorities"])
 
     # only admins
@@ -521,6 +518,10 @@ def test_admin_create_refuses_bad_input(world: World) -> None:
     _problem(httpx.post(url, headers=world.admin, json={**good, "department_uscc": "1" * 18}), 400)
     _problem(httpx.post(url, headers=world.admin, json={**good, "alg": "HS256"}), 400)
     _problem(httpx.post(url, headers=world.admin, json={**good, "name": " "}), 400)
+    # bodies are bounded before the token is even looked at (FastAPI reads them first)
+    _problem(httpx.post(url, json={**good, "purpose": "x" * 100_000}), 413)
+    chunked = httpx.post(url, content=iter([b"{}"]), headers={"content-type": "application/json"})
+    _problem(chunked, 411)
 
 
 def test_regression_issue_3_quote_in_department_name_keeps_svg_well_formed(
@@ -528,9 +529,20 @@ def test_regression_issue_3_quote_in_department_name_keeps_svg_well_formed(
 ) -> None:
     """`seal_svg` put the name into `aria-label` escaped for text only: a `"` ended the
     attribute (a malformed SVG, and markup injected into it)."""
-    seal = world.new_seal(department_name='示范市"放管服"办', name="示范市放管服办公章", type="公章")
-    svg = httpx.get(
-        f"{world.live.url}/admin/v1/seals/{seal['id']}/image.svg", headers=world.admin
-    )
+    name = '示范市"放管服"办'
+    seal = world.new_seal(department_name=name, name="示范市放管服办公章", type="公章")
+    svg = httpx.get(f"{world.live.url}/admin/v1/seals/{seal['id']}/image.svg", headers=world.admin)
     root = minidom.parseString(svg.content).documentElement
-    assert root.getAttribute("aria-label") == '示范市"放管服"办'
+    assert root is not None and root.getAttribute("aria-label") == name
+
+
+def test_admin_schema_lists_exactly_the_services_seal_types_and_reasons() -> None:
+    """The admin schema spells them out for the OpenAPI document; `signing.seals` decides."""
+    from typing import get_args
+
+    from signing import seals
+    from web.seal_admin_routes import RevocationReason, SealIn
+
+    assert get_args(RevocationReason) == seals.REVOCATION_REASONS
+    schema = SealIn.model_json_schema()["properties"]["type"]
+    assert tuple(schema["enum"]) == seals.SEAL_TYPES
