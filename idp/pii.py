@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
+from idp.errors import IdpError
 from keys.vault import AppSecrets, FieldCipher
-from kit.errors import InvalidInput
 
 
 class PersonalData:
@@ -42,14 +42,17 @@ def normalise_phone(value: str) -> str:
     elif digits.startswith("0086"):
         digits = digits[4:]
     if not _MOBILE.match(digits):
-        raise InvalidInput("A mobile number has 11 digits and starts with 13-19.")
+        raise IdpError(
+            "A mobile number has 11 digits and starts with 13-19.",
+            zh="手机号应为以13至19开头的11位数字。",
+        )
     return f"+86{digits}"
 
 
 def looks_like_phone(value: str) -> bool:
     try:
         normalise_phone(value)
-    except InvalidInput:
+    except IdpError:
         return False
     return True
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from idp.context import Context
 from idp.errors import IdpError
 from idp.models import PhoneCode, RegistryEntry, SmsOutbox
+from idp.passwords import check_password
 from idp.pii import PersonalData, mask_phone, normalise_phone
 from kit.clock import Clock
 from kit.identifiers import normalise_id_number
@@ -144,7 +145,10 @@ class PhoneFlows:
             )
         return flow
 
-    def _consume(self, flow: str, code: str, purpose: str) -> PhoneCode:
+    def _check(self, flow: str, code: str, purpose: str) -> tuple[PhoneCode, dict[str, str]]:
+        """A live flow whose code matches, and what it confirms. A wrong code counts
+        against the flow (5 tries): the caller must commit even when this raises, which
+        the pages do by answering the error from inside their unit of work."""
         ctx = self.ctx
         row = ctx.session.get(PhoneCode, flow) if flow and len(flow) <= 64 else None
         now = ctx.clock.now()
@@ -158,7 +162,7 @@ class PhoneFlows:
         ):
             raise bad
         if not constant_time_equal(
-            row.code_hash, ctx.services.pii.secret_hash("phone-code", code.strip())
+            row.code_hash, ctx.services.pii.secret_hash("phone-code", code.strip()[:16])
         ):
             ctx.session.execute(
                 update(PhoneCode)
@@ -166,19 +170,24 @@ class PhoneFlows:
                 .values(attempts=PhoneCode.attempts + 1)
             )
             raise bad
-        won = ctx.session.execute(
+        assert row.payload_enc is not None
+        return row, json.loads(ctx.services.pii.messages.decrypt(row.payload_enc))
+
+    def _spend(self, row: PhoneCode) -> None:
+        """Use the code, once: of two concurrent uses only one wins."""
+        won = self.ctx.session.execute(
             update(PhoneCode)
             .where(PhoneCode.id == row.id, PhoneCode.consumed_at.is_(None))
-            .values(consumed_at=now)
+            .values(consumed_at=self.ctx.clock.now())
         )
         if getattr(won, "rowcount", 0) != 1:
-            raise bad
-        return row
+            raise IdpError("The code is wrong or has expired.", zh="验证码错误或已过期。")
 
     def finish_registration(self, *, flow: str, code: str, password: str) -> str:
-        row = self._consume(flow, code, "register")
-        assert row.payload_enc is not None
-        data = json.loads(self.ctx.services.pii.messages.decrypt(row.payload_enc))
+        row, data = self._check(flow, code, "register")
+        # Refuse a weak password before spending the code, so the user can try another.
+        check_password(password, context=(data["name"], data["phone"], data["id_number"]))
+        self._spend(row)
         new = self.ctx.accounts.create(
             id_number=data["id_number"],
             name=data["name"],
@@ -199,10 +208,10 @@ class PhoneFlows:
         return flow
 
     def finish_reset(self, *, flow: str, code: str, password: str) -> str:
-        row = self._consume(flow, code, "reset")
-        assert row.payload_enc is not None
-        data = json.loads(self.ctx.services.pii.messages.decrypt(row.payload_enc))
+        row, data = self._check(flow, code, "reset")
         account = self.ctx.accounts.get(data["account_id"])
+        check_password(password, context=(account.name, self.ctx.accounts.id_number(account)))
+        self._spend(row)
         self.ctx.accounts.set_password(account, password, event="password.reset")
         return account.id
 

@@ -95,17 +95,35 @@ class KekFile:
 
     def load_or_create(self) -> KeyEncryptionKeys:
         if not self.path.exists():
-            self.save(KeyEncryptionKeys([new_kek()]))
+            self._create_once(KeyEncryptionKeys([new_kek()]))
         data = json.loads(self.path.read_text())
         return KeyEncryptionKeys([Kek(k["kid"], b64url_decode(k["key"])) for k in data["keks"]])
 
-    def save(self, keks: KeyEncryptionKeys) -> None:
+    def _create_once(self, keks: KeyEncryptionKeys) -> None:
+        """First start: several workers may race here; `link` publishes the file only if
+        none exists yet, so every worker ends up with the same key."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        self._write(tmp, keks)
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+
+    def _write(self, path: Path, keks: KeyEncryptionKeys) -> None:
         data = {"keks": [{"kid": k.kid, "key": b64url(k.key)} for k in keks._keks]}
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def save(self, keks: KeyEncryptionKeys) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        self._write(tmp, keks)
         tmp.replace(self.path)
 
     def prepend_new(self) -> KeyEncryptionKeys:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc.jwk import KeySet
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from keys.errors import KeysError
@@ -31,6 +31,7 @@ from keys.signer import (
     public_jwk_of,
 )
 from kit.clock import epoch
+from kit.db import write_lock
 
 PUBLISHED_STATES = ("pending", "active", "retiring")
 
@@ -100,9 +101,8 @@ class KeyRing:
         return row
 
     def _lock(self, session: Session) -> None:
-        # Serialise lifecycle changes across replicas on PostgreSQL; SQLite has one writer.
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(7310001)"))
+        # Every replica (and every worker of one) runs the lifecycle on a timer.
+        write_lock(session, 7310001)
 
     def _rows(self, session: Session, states: tuple[str, ...]) -> list[SigningKey]:
         return list(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -98,3 +98,18 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 def is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def write_lock(session: Session, key: int) -> None:
+    """Serialise a read-then-write section across processes for the rest of the
+    transaction: a transaction-scoped advisory lock on PostgreSQL; on SQLite the database
+    write lock, taken before the first read (`BEGIN IMMEDIATE`) so two processes cannot
+    both read "nothing there yet" and both write."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif dialect == "sqlite":
+        conn = session.connection()
+        raw = conn.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

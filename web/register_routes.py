@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from idp.errors import IdpError
 from idp.logout import end_all_sessions
 from idp.registration import DevelopmentSms, PhoneFlows, Registry
 from kit.errors import TongbanError
@@ -88,17 +87,20 @@ async def register_finish(request: Request) -> Response:
     if not b.csrf_ok(request, form):
         return see_other("/register")
 
-    def work() -> None:
+    def work() -> TongbanError | None:
         with unit_of_work(runtime, request) as ctx:
-            _flows(runtime, ctx).finish_registration(
-                flow=form.get("flow", ""),
-                code=form.get("code", ""),
-                password=form.get("password", ""),
-            )
+            try:
+                _flows(runtime, ctx).finish_registration(
+                    flow=form.get("flow", ""),
+                    code=form.get("code", ""),
+                    password=form.get("password", ""),
+                )
+            except TongbanError as exc:
+                return exc  # answered, not raised: a wrong code's count must be committed
+            return None
 
-    try:
-        await run_in_threadpool(work)
-    except (IdpError, TongbanError) as exc:
+    exc = await run_in_threadpool(work)
+    if exc is not None:
         zh = getattr(exc, "zh", None)
         return b.render(
             request,
@@ -160,18 +162,21 @@ async def reset_finish(request: Request) -> Response:
     if not b.csrf_ok(request, form):
         return see_other("/reset")
 
-    def work() -> None:
+    def work() -> TongbanError | None:
         with unit_of_work(runtime, request) as ctx:
-            account_id = _flows(runtime, ctx).finish_reset(
-                flow=form.get("flow", ""),
-                code=form.get("code", ""),
-                password=form.get("password", ""),
-            )
+            try:
+                account_id = _flows(runtime, ctx).finish_reset(
+                    flow=form.get("flow", ""),
+                    code=form.get("code", ""),
+                    password=form.get("password", ""),
+                )
+            except TongbanError as exc:
+                return exc  # answered, not raised: a wrong code's count must be committed
             end_all_sessions(ctx, account_id, reason="password_reset")
+            return None
 
-    try:
-        await run_in_threadpool(work)
-    except (IdpError, TongbanError) as exc:
+    exc = await run_in_threadpool(work)
+    if exc is not None:
         zh = getattr(exc, "zh", None)
         return b.render(
             request,

@@ -29,15 +29,22 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
 def world(services: Services, factory: sessionmaker[Session]) -> dict:
     with factory.begin() as s:
         ctx = Context(services, s)
-        reg = ctx.clients.register(name="Dept", redirect_uris=[REDIRECT],
-                                   scopes=["openid", "profile", "offline_access"])
-        account = ctx.accounts.create(id_number="110105209912310010", name="张三",
-                                      password="correct horse battery staple").account
-        _sso, cookie = ctx.sessions.create(account, acr=ACR_PASSWORD, amr=["pwd"],
-                                          user_agent="test")
+        reg = ctx.clients.register(
+            name="Dept", redirect_uris=[REDIRECT], scopes=["openid", "profile", "offline_access"]
+        )
+        account = ctx.accounts.create(
+            id_number="110105209912310010", name="张三", password="correct horse battery staple"
+        ).account
+        _sso, cookie = ctx.sessions.create(
+            account, acr=ACR_PASSWORD, amr=["pwd"], user_agent="test"
+        )
         record_consent(ctx, account, reg.client, ["openid", "profile", "offline_access"])
-        return {"client_id": reg.client.client_id, "secret": reg.secret, "cookie": cookie,
-                "account_id": account.id}
+        return {
+            "client_id": reg.client.client_id,
+            "secret": reg.secret,
+            "cookie": cookie,
+            "account_id": account.id,
+        }
 
 
 def run(services: Services, factory: sessionmaker[Session], fn):  # type: ignore[no-untyped-def]
@@ -45,19 +52,31 @@ def run(services: Services, factory: sessionmaker[Session], fn):  # type: ignore
         return fn(Context(services, s))
 
 
-def get_code(services: Services, factory: sessionmaker[Session], world: dict,
-             scope: str = "openid profile") -> tuple[str, str]:
+def get_code(
+    services: Services, factory: sessionmaker[Session], world: dict, scope: str = "openid profile"
+) -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(
-        b"=").decode()
-    params = [("response_type", "code"), ("client_id", world["client_id"]),
-              ("redirect_uri", REDIRECT), ("scope", scope), ("state", "st"),
-              ("code_challenge", challenge), ("code_challenge_method", "S256")]
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    params = [
+        ("response_type", "code"),
+        ("client_id", world["client_id"]),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", "st"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
 
     def go(ctx: Context) -> str:
         sso = ctx.sessions.from_cookie(world["cookie"])
-        outcome = authorize(ctx, CoreRequest("GET", "https://idp/authorize", {}, params),
-                            sso=sso, browser_secret="b" * 32)
+        outcome = authorize(
+            ctx,
+            CoreRequest("GET", "https://idp/authorize", {}, params),
+            sso=sso,
+            browser_secret="b" * 32,
+        )
         assert outcome.kind == "redirect", outcome
         return parse_qs(urlsplit(outcome.location).query)["code"][0]
 
@@ -66,29 +85,49 @@ def get_code(services: Services, factory: sessionmaker[Session], world: dict,
 
 def token(services: Services, factory: sessionmaker[Session], world: dict, **form: str):  # type: ignore[no-untyped-def]
     def go(ctx: Context):  # type: ignore[no-untyped-def]
-        req = CoreRequest("POST", "https://idp/token", basic(world["client_id"], world["secret"]),
-                          list(form.items()))
+        req = CoreRequest(
+            "POST",
+            "https://idp/token",
+            basic(world["client_id"], world["secret"]),
+            list(form.items()),
+        )
         return TongbanServer(ctx).create_token_response(req)
 
     return run(services, factory, go)
 
 
-def test_codes_expire_after_60_seconds(services: Services, factory: sessionmaker[Session],
-                                       world: dict, clock: FrozenClock) -> None:
+def test_codes_expire_after_60_seconds(
+    services: Services, factory: sessionmaker[Session], world: dict, clock: FrozenClock
+) -> None:
     code, verifier = get_code(services, factory, world)
     clock.advance(61)
-    resp = token(services, factory, world, grant_type="authorization_code", code=code,
-                 redirect_uri=REDIRECT, code_verifier=verifier)
+    resp = token(
+        services,
+        factory,
+        world,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT,
+        code_verifier=verifier,
+    )
     assert resp.status == 400 and resp.body["error"] == "invalid_grant"
     code, verifier = get_code(services, factory, world)
     clock.advance(59)
-    resp = token(services, factory, world, grant_type="authorization_code", code=code,
-                 redirect_uri=REDIRECT, code_verifier=verifier)
+    resp = token(
+        services,
+        factory,
+        world,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT,
+        code_verifier=verifier,
+    )
     assert resp.status == 200
 
 
-def test_sessions_end_when_idle_or_too_old(services: Services, factory: sessionmaker[Session],
-                                           world: dict, clock: FrozenClock) -> None:
+def test_sessions_end_when_idle_or_too_old(
+    services: Services, factory: sessionmaker[Session], world: dict, clock: FrozenClock
+) -> None:
     cfg = services.config
     clock.advance(cfg.session_idle_ttl - 5)
     assert run(services, factory, lambda c: c.sessions.from_cookie(world["cookie"])) is not None
@@ -104,8 +143,7 @@ def test_active_sessions_still_end_at_the_absolute_limit(
     while elapsed < cfg.session_absolute_ttl - cfg.session_idle_ttl:
         clock.advance(cfg.session_idle_ttl - 60)
         elapsed += cfg.session_idle_ttl - 60
-        assert run(services, factory,
-                   lambda c: c.sessions.from_cookie(world["cookie"])) is not None
+        assert run(services, factory, lambda c: c.sessions.from_cookie(world["cookie"])) is not None
     clock.advance(cfg.session_absolute_ttl - elapsed + 1)
     assert run(services, factory, lambda c: c.sessions.from_cookie(world["cookie"])) is None
 
@@ -114,17 +152,41 @@ def test_refresh_tokens_expire_when_idle_and_keep_their_scope(
     services: Services, factory: sessionmaker[Session], world: dict, clock: FrozenClock
 ) -> None:
     code, verifier = get_code(services, factory, world, "openid profile offline_access")
-    first = token(services, factory, world, grant_type="authorization_code", code=code,
-                  redirect_uri=REDIRECT, code_verifier=verifier).body
-    narrowed = token(services, factory, world, grant_type="refresh_token",
-                     refresh_token=first["refresh_token"], scope="openid").body
+    first = token(
+        services,
+        factory,
+        world,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=REDIRECT,
+        code_verifier=verifier,
+    ).body
+    narrowed = token(
+        services,
+        factory,
+        world,
+        grant_type="refresh_token",
+        refresh_token=first["refresh_token"],
+        scope="openid",
+    ).body
     assert narrowed["scope"] == "openid"
-    widened = token(services, factory, world, grant_type="refresh_token",
-                    refresh_token=narrowed["refresh_token"], scope="openid profile admin")
+    widened = token(
+        services,
+        factory,
+        world,
+        grant_type="refresh_token",
+        refresh_token=narrowed["refresh_token"],
+        scope="openid profile admin",
+    )
     assert widened.body["error"] == "invalid_scope"
     clock.advance(services.config.refresh_idle_ttl + 1)
-    late = token(services, factory, world, grant_type="refresh_token",
-                 refresh_token=narrowed["refresh_token"])
+    late = token(
+        services,
+        factory,
+        world,
+        grant_type="refresh_token",
+        refresh_token=narrowed["refresh_token"],
+    )
     assert late.body["error"] == "invalid_grant"
 
 
@@ -134,16 +196,35 @@ def test_logout_revokes_session_grants_but_not_offline_access(
     from idp.logout import end_session
 
     online_code, v1 = get_code(services, factory, world, "openid profile")
-    online = token(services, factory, world, grant_type="authorization_code", code=online_code,
-                   redirect_uri=REDIRECT, code_verifier=v1).body
+    online = token(
+        services,
+        factory,
+        world,
+        grant_type="authorization_code",
+        code=online_code,
+        redirect_uri=REDIRECT,
+        code_verifier=v1,
+    ).body
     offline_code, v2 = get_code(services, factory, world, "openid offline_access")
-    offline = token(services, factory, world, grant_type="authorization_code",
-                    code=offline_code, redirect_uri=REDIRECT, code_verifier=v2).body
-    run(services, factory, lambda c: end_session(
-        c, c.sessions.from_cookie(world["cookie"]), reason="test"))
-    gone = token(services, factory, world, grant_type="refresh_token",
-                 refresh_token=online["refresh_token"])
+    offline = token(
+        services,
+        factory,
+        world,
+        grant_type="authorization_code",
+        code=offline_code,
+        redirect_uri=REDIRECT,
+        code_verifier=v2,
+    ).body
+    run(
+        services,
+        factory,
+        lambda c: end_session(c, c.sessions.from_cookie(world["cookie"]), reason="test"),
+    )
+    gone = token(
+        services, factory, world, grant_type="refresh_token", refresh_token=online["refresh_token"]
+    )
     assert gone.body["error"] == "invalid_grant"
-    kept = token(services, factory, world, grant_type="refresh_token",
-                 refresh_token=offline["refresh_token"])
+    kept = token(
+        services, factory, world, grant_type="refresh_token", refresh_token=offline["refresh_token"]
+    )
     assert kept.status == 200

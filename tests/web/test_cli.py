@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -17,11 +19,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from idp.models import Client
 from idp.totp import code_at
+from keys.models import SigningKey
+from migrations import upgrade
 from tests.web.live import BIN, LiveServer, free_port, new_id_number
+from web.runtime import build_runtime
+from web.settings import Settings
 
 LOOPBACK = "http://127.0.0.1:{port}"
 
@@ -341,11 +347,7 @@ def test_serve_with_two_workers_stops_cleanly_on_sigterm(tmp_path: Path) -> None
             time.sleep(0.2)
         assert meta is not None, (tmp_path / "serve.log").read_text()[-2000:]
         assert meta["issuer"] == url
-        # every worker answers with the same keys (first start: no race between workers)
-        jwks = {
-            json.dumps(httpx.get(f"{url}/jwks", timeout=5).json(), sort_keys=True) for _ in range(6)
-        }
-        assert len(jwks) == 1
+        assert httpx.get(f"{url}/jwks", timeout=5).json()["keys"]
         children = _children(proc.pid)
         assert len(children) >= 2, children  # the two workers
 
@@ -365,3 +367,54 @@ def test_serve_with_two_workers_stops_cleanly_on_sigterm(tmp_path: Path) -> None
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_workers_starting_together_create_one_signing_key_per_algorithm(tmp_path: Path) -> None:
+    """`serve --workers 2` on a new SQLite database: both workers run the first-start key
+    set-up at once. Here worker B reads the key table, then worker A completes its set-up
+    before B goes on (the interleaving seen under load, after which one worker publishes a
+    JWKS without the keys the other signs with)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade(url)
+    settings = Settings(database_url=url, issuer="http://127.0.0.1:9", data_dir=tmp_path)
+    worker_a, worker_b = build_runtime(settings), build_runtime(settings)
+    b_has_read, a_is_done = threading.Event(), threading.Event()
+    first_read = re.compile(r"\s*SELECT\b.*\bsigning_key\b", re.S | re.I)
+
+    @event.listens_for(worker_b.engine, "after_cursor_execute")
+    def pause_after_first_read(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if not b_has_read.is_set() and first_read.match(statement):
+            b_has_read.set()
+            a_is_done.wait(2)  # bounded: a fix that locks before reading must not deadlock
+
+    def run_a() -> None:
+        try:
+            worker_a.ensure_keys()
+        finally:
+            a_is_done.set()
+
+    errors: list[BaseException] = []
+
+    def run_b() -> None:
+        try:
+            worker_b.ensure_keys()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread_b = threading.Thread(target=run_b)
+    thread_b.start()
+    try:
+        assert b_has_read.wait(15)
+        thread_a = threading.Thread(target=run_a)
+        thread_a.start()
+        thread_a.join(30)
+        thread_b.join(30)
+        assert not errors, errors
+        with worker_a.factory() as s:
+            active = s.scalars(select(SigningKey.alg).where(SigningKey.state == "active")).all()
+        assert sorted(active) == ["ES256", "RS256"]
+    finally:
+        a_is_done.set()
+        thread_b.join(30)
+        worker_a.engine.dispose()
+        worker_b.engine.dispose()

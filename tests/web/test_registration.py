@@ -306,12 +306,6 @@ def attempts(live: LiveServer, flow: str) -> int:
         return row.attempts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wrong-code attempts are rolled back with the failed request (idp/registration.py "
-    "PhoneFlows._consume raises after its UPDATE; web/http.py unit_of_work rolls back), so "
-    "the 5-attempt limit never triggers and a 6-digit code can be guessed without limit",
-)
 def test_five_wrong_codes_end_the_registration_and_reset_flows(
     live: LiveServer, people: list[dict]
 ) -> None:

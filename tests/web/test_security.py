@@ -318,8 +318,9 @@ def test_no_open_redirect_from_language_switch(live: LiveServer) -> None:
 
 
 def test_ui_locales_and_login_hint(live: LiveServer, rp: dict) -> None:
-    page = httpx.get(auth_url(live, rp, ui_locales="en", login_hint="+8613900001111"),
-                     follow_redirects=True)
+    page = httpx.get(
+        auth_url(live, rp, ui_locales="en", login_hint="+8613900001111"), follow_redirects=True
+    )
     assert "<h1>Log in</h1>" in page.text and 'value="+8613900001111"' in page.text
     hinted_id = "11010519491231002X"
     page = httpx.get(auth_url(live, rp, login_hint=hinted_id), follow_redirects=True)
