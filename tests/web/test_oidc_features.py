@@ -322,7 +322,11 @@ def test_keys_rotate_without_downtime(live: LiveServer, receiver: Receiver) -> N
     old_kid = jwt.decode(old.json()["access_token"], keyset(live)).header["kid"]
     rotated = live.cli("keys", "rotate")
     assert len(rotated["new_keys"]) == 2
-    published = {k["kid"] for k in httpx.get(f"{live.url}/jwks").json()["keys"]}
+    deadline = time.time() + 10  # each server reloads its key snapshot every second here
+    published: set[str] = set()
+    while not set(rotated["new_keys"]) <= published and time.time() < deadline:
+        published = {k["kid"] for k in httpx.get(f"{live.url}/jwks").json()["keys"]}
+        time.sleep(0.2)
     assert old_kid in published and set(rotated["new_keys"]) <= published
     deadline = time.time() + 40
     new_kid = old_kid
