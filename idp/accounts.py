@@ -205,6 +205,8 @@ class Accounts:
         """Accept a TOTP code (once) or a recovery code (once). Returns the `amr` value."""
         if account.totp_secret_enc is None:
             raise SecondFactorFailed()
+        if account.locked_until is not None and account.locked_until > self.clock.now():
+            raise SecondFactorFailed()  # the lockout covers the second step too
         secret = self.pii.id_numbers.decrypt(account.totp_secret_enc)
         step = matching_step(secret, code, now=self.clock.now(), last_step=account.totp_last_step)
         if step is not None:

@@ -138,9 +138,11 @@ def authorize(
         return fail("request_not_supported", "Request objects are not supported.")
     if "request_uri" in data:
         return fail("request_uri_not_supported", "request_uri is not supported.")
-    for name, values in request.payload.datalist.items():
+    for values in request.payload.datalist.values():
         if len(values) > 1:
-            return fail("invalid_request", f"The {name[:40]!s} parameter is repeated.")
+            return fail("invalid_request", "A parameter is repeated.")
+    if len(data.get("nonce") or "") > 512 or len(data.get("state") or "") > 1024:
+        return fail("invalid_request", "The nonce or state is too long.")
     try:
         claims = parse_claims_request(data.get("claims"))
     except ValueError:
@@ -186,8 +188,9 @@ def authorize(
         try:
             token = jwt.decode(hint, ctx.keys.verify_keys, algorithms=["ES256", "RS256"])
             hinted_sub = token.claims.get("sub")
-            if token.claims.get("iss") != ctx.config.issuer:
-                raise ValueError("issuer")
+            # only an ID token of ours: not an access or logout token (RFC 8725 §3.11)
+            if token.claims.get("iss") != ctx.config.issuer or token.header.get("typ") != "JWT":
+                raise ValueError("not an ID token from here")
         except (JoseError, ValueError):
             return fail("invalid_request", "The id_token_hint is not a valid ID token from here.")
         if account is not None and hinted_sub != ctx.sub_for(client, account.id):
@@ -264,7 +267,8 @@ def _interaction(
     if existing is not None:
         existing.stage = stage
         return existing
-    params = dict(request.payload.data)
+    # Keys starting with "_" are ours (e.g. `_return`): a request may not smuggle them in.
+    params = {k: v for k, v in request.payload.data.items() if not k.startswith("_")}
     return ctx.interactions.start(params, browser_secret=browser_secret, stage=stage)
 
 

@@ -57,8 +57,26 @@ def parse_claims_request(raw: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict) or not set(value) <= {"userinfo", "id_token"}:
         raise ValueError("claims must be an object with userinfo and/or id_token members")
     for member in value.values():
-        if member is not None and not isinstance(member, dict):
+        if member is None:
+            continue
+        if not isinstance(member, dict):
             raise ValueError("claims members must be objects")
+        for request in member.values():  # OIDC Core §5.5.1: null or {essential, value(s)}
+            if request is None:
+                continue
+            if not isinstance(request, dict) or not set(request) <= {
+                "essential",
+                "value",
+                "values",
+            }:
+                raise ValueError("a claim request is null or an object")
+            if not isinstance(request.get("essential", False), bool):
+                raise ValueError("essential is a boolean")
+            values = request.get("values", [])
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise ValueError("values is a list of strings")
+            if "value" in request and not isinstance(request["value"], str):
+                raise ValueError("value is a string")
     return value
 
 

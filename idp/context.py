@@ -27,6 +27,7 @@ from kit.clock import Clock
 
 #: Every application secret the provider uses (see `keys.vault.AppSecrets`).
 SECRET_NAMES = (
+    "totp-pending",
     "pii-id-number",
     "pii-phone",
     "pii-sms",

@@ -238,6 +238,8 @@ class RegistryEntry(Base):
 
     id_number_index: Mapped[str] = mapped_column(String(64), primary_key=True)
     name_hash: Mapped[str] = mapped_column(String(64))
+    #: the phone registered to this identity (carrier real-name data), when the extract has it
+    phone_index: Mapped[str | None] = mapped_column(String(64), nullable=True)
     imported_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -7,6 +7,7 @@ hooks (style.md) and issues our tokens. The server is built per unit of work aro
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 import httpx
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -35,7 +37,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from idp.claims import USER_SCOPES, user_claims
-from idp.clients import KNOWN_SCOPES, OAuthClient
+from idp.clients import KNOWN_SCOPES, MACHINE_SCOPES, OAuthClient
 from idp.context import Context
 from idp.models import (
     Account,
@@ -52,8 +54,6 @@ from kit.ids import new_id, new_secret
 
 TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-#: Scopes only a client acting for itself (client_credentials) may hold.
-MACHINE_SCOPES = frozenset({"admin", "seal:use", "licence:issue", "licence:read"})
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
@@ -156,20 +156,21 @@ def issue_user_tokens(
         token["refresh_token"] = ctx.tokens.new_refresh_token(grant, refresh_scope)
     scopes = scope_to_list(scope) or []
     if "openid" in scopes:
-        requested = list(((grant.claims or {}).get("id_token") or {}).keys())
-        extra = (
-            user_claims(
+        # Only the claims asked for in `claims.id_token`, and never the ID number: ID tokens
+        # travel through browsers and logout URLs (id_token_hint); userinfo carries it.
+        requested = [c for c in ((grant.claims or {}).get("id_token") or {}) if c != "id_number"]
+        extra: dict[str, Any] = {}
+        if requested:
+            released = user_claims(
                 account=account,
                 client=client,
                 scopes=scopes,
                 phone=ctx.accounts.phone(account),
-                id_number=ctx.accounts.id_number(account) if "id_number" in scopes else None,
+                id_number=None,
                 enterprises=ctx.enterprises.for_agent(account.id) if "enterprise" in scopes else [],
                 requested=requested,
             )
-            if requested
-            else {}
-        )
+            extra = {k: v for k, v in released.items() if k in requested}
         token["id_token"] = ctx.tokens.id_token(
             alg=client.id_token_alg,
             client_id=client.client_id,
@@ -519,7 +520,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
     #: client JWKS fetched from a registered `jwks_uri`, shared by the process for 5 minutes
-    _jwks_cache: ClassVar[dict[str, tuple[float, dict[str, Any]]]] = {}
+    _jwks_cache: ClassVar[dict[str, tuple[float, dict[str, Any] | None]]] = {}
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(validate_jti=True, leeway=60)
@@ -546,18 +547,48 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
 
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
         row = client.row
-        if row.jwks:
-            return KeySet.import_key_set(row.jwks)  # type: ignore[arg-type]
-        if not row.jwks_uri:
-            raise InvalidJws("the client has no keys")
-        cached = self._jwks_cache.get(row.jwks_uri)
-        if cached is None or cached[0] < time.monotonic():
-            # The operator registered this URI: it is configuration, not token input.
-            response = httpx.get(row.jwks_uri, timeout=5.0)
-            response.raise_for_status()
-            cached = (time.monotonic() + 300, response.json())
-            self._jwks_cache[row.jwks_uri] = cached
-        return KeySet.import_key_set(cached[1])  # type: ignore[arg-type]
+        # Authlib resolves keys before it checks the client's method: refuse early, so an
+        # assertion naming a secret-based client never makes us fetch or fail loudly.
+        if row.auth_method != "private_key_jwt":
+            raise InvalidClientError(description="The client does not use private_key_jwt.")
+        try:
+            return KeySet.import_key_set(row.jwks or self._fetch_jwks(row.jwks_uri or ""))  # type: ignore[arg-type]
+        except InvalidClientError:
+            raise
+        except Exception as exc:  # any malformed or unreachable key set
+            raise InvalidClientError(description="The client's keys are not usable.") from exc
+
+    def _fetch_jwks(self, uri: str) -> dict[str, Any]:
+        """The client's registered JWKS (configuration, not token input), cached 5 minutes;
+        a failure is cached for a minute so a slow host cannot be hammered through us."""
+        if not uri:
+            raise InvalidClientError(description="The client has no keys.")
+        cached = self._jwks_cache.get(uri)
+        if cached is not None and cached[0] > time.monotonic():
+            if cached[1] is None:
+                raise InvalidClientError(description="The client's keys are not reachable.")
+            return cached[1]
+        try:
+            keys: dict[str, Any] = _bounded_get_json(uri)
+            self._jwks_cache[uri] = (time.monotonic() + 300, keys)
+            return keys
+        except Exception as exc:
+            self._jwks_cache[uri] = (time.monotonic() + 60, None)
+            raise InvalidClientError(description="The client's keys are not reachable.") from exc
+
+
+def _bounded_get_json(uri: str, *, limit: int = 64 * 1024, seconds: float = 5.0) -> Any:
+    """GET with an overall deadline and a size cap (a per-read timeout alone lets a server
+    that sends one byte at a time hold us forever)."""
+    deadline = time.monotonic() + seconds
+    body = b""
+    with httpx.stream("GET", uri, timeout=min(3.0, seconds), follow_redirects=False) as resp:
+        resp.raise_for_status()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > limit or time.monotonic() > deadline:
+                raise ValueError("JWKS too large or too slow")
+    return json.loads(body)
 
 
 # -- endpoints ----------------------------------------------------------------------------

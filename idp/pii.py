@@ -16,6 +16,8 @@ class PersonalData:
         self.id_numbers = FieldCipher(secrets.get("pii-id-number"), "account.id_number")
         self.phones = FieldCipher(secrets.get("pii-phone"), "account.phone")
         self.messages = FieldCipher(secrets.get("pii-sms"), "sms_outbox.body")
+        #: a TOTP secret being enrolled, carried in the page until it is confirmed
+        self.pending = FieldCipher(secrets.get("totp-pending"), "totp.pending")
 
     def id_number_index(self, id_number: str) -> str:
         return self._secrets.hmac("blind-index", f"id_number:{id_number}")

@@ -18,20 +18,26 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from idp.context import Context
-from idp.errors import IdpError
+from idp.errors import IdpError, Throttled
 from idp.models import PhoneCode, RegistryEntry, SmsOutbox
 from idp.passwords import check_password
 from idp.pii import PersonalData, mask_phone, normalise_phone
+from idp.throttle import Throttle
 from kit.clock import Clock
 from kit.identifiers import normalise_id_number
 from kit.ids import constant_time_equal, new_secret
 
 CODE_TTL = timedelta(minutes=10)
+#: SMS per identity or phone per hour, and per source address per hour.
+SMS_PER_HOUR = 5
+SMS_PER_ADDRESS_PER_HOUR = 30
 MAX_CODE_ATTEMPTS = 5
 
 
 class IdentityVerifier(Protocol):
-    def matches(self, session: Session, id_number: str, name: str) -> bool: ...
+    def matches(self, session: Session, id_number: str, name: str, phone: str) -> bool:
+        """Whether the name belongs to the ID number and the phone may register it."""
+        ...
 
 
 class Registry:
@@ -50,19 +56,38 @@ class Registry:
             index = self.pii.id_number_index(number)
             entry = self.session.get(RegistryEntry, index)
             name_hash = self.pii.name_hash(row["name"])
+            phone = (row.get("phone") or "").strip()
+            phone_index = self.pii.phone_index(normalise_phone(phone)) if phone else None
             if entry is None:
                 self.session.add(
-                    RegistryEntry(id_number_index=index, name_hash=name_hash, imported_at=now)
+                    RegistryEntry(
+                        id_number_index=index,
+                        name_hash=name_hash,
+                        phone_index=phone_index,
+                        imported_at=now,
+                    )
                 )
             else:
-                entry.name_hash, entry.imported_at = name_hash, now
+                entry.name_hash, entry.phone_index, entry.imported_at = (
+                    name_hash,
+                    phone_index,
+                    now,
+                )
             count += 1
         self.session.flush()
         return count
 
-    def matches(self, session: Session, id_number: str, name: str) -> bool:
+    def matches(self, session: Session, id_number: str, name: str, phone: str) -> bool:
+        """The name must match; when the extract binds a phone to the identity, so must the
+        phone. Without that binding, whoever knows an ID number and its name could register
+        it to their own phone: deployments should import carrier real-name phones or plug
+        in a verifier that checks them (运营商三要素)."""
         entry = session.get(RegistryEntry, self.pii.id_number_index(id_number))
-        return entry is not None and constant_time_equal(entry.name_hash, self.pii.name_hash(name))
+        if entry is None or not constant_time_equal(entry.name_hash, self.pii.name_hash(name)):
+            return False
+        return entry.phone_index is None or constant_time_equal(
+            entry.phone_index, self.pii.phone_index(phone)
+        )
 
 
 class DevelopmentSms:
@@ -98,10 +123,18 @@ def _new_code() -> str:
 
 
 class PhoneFlows:
-    def __init__(self, ctx: Context, *, verifier: IdentityVerifier, sms: DevelopmentSms) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        verifier: IdentityVerifier,
+        sms: DevelopmentSms,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.ctx = ctx
         self.verifier = verifier
         self.sms = sms
+        self.throttle = throttle
 
     def _issue(self, phone: str, purpose: str, payload: dict[str, str] | None) -> str:
         ctx = self.ctx
@@ -124,26 +157,45 @@ class PhoneFlows:
         return row.id
 
     def start_registration(self, *, id_number: str, name: str, phone: str) -> str:
-        """Validate formats (errors are shown), then always return a flow id. A code is
-        sent only when the registry matches and the number is new."""
+        """Validate formats (errors are shown), then always return a flow id and the same
+        answer. A code goes out only when the registry matches and the number is new; an
+        "already registered" notice goes to the registered account's phone, never to the
+        phone typed in, so the answer reveals nothing to whoever typed it."""
         number = normalise_id_number(id_number)
         phone_e164 = normalise_phone(phone)
         name = name.strip()
         ctx = self.ctx
+        self._quota(
+            f"id:{ctx.services.pii.id_number_index(number)}",
+            f"phone:{ctx.services.pii.phone_index(phone_e164)}",
+        )
         flow = new_secret("", 24)
-        if ctx.accounts.find_by_id_number(number) or ctx.accounts.find_by_phone(phone_e164):
-            self.sms.send(
-                ctx.session,
-                phone_e164,
-                "【通办】该身份号码或手机号已注册。如忘记密码，请使用“忘记密码”。",
-            )
-        elif not self.verifier.matches(ctx.session, number, name):
-            self.sms.send(ctx.session, phone_e164, "【通办】实名核验未通过，请核对姓名和身份号码。")
-        else:
+        existing = ctx.accounts.find_by_id_number(number)
+        owner_phone = ctx.accounts.phone(existing) if existing else None
+        if existing is not None or ctx.accounts.find_by_phone(phone_e164) is not None:
+            if owner_phone:
+                self.sms.send(
+                    ctx.session,
+                    owner_phone,
+                    "【通办】有人尝试用您的身份号码注册。如非本人操作，请忽略。",
+                )
+        elif self.verifier.matches(ctx.session, number, name, phone_e164):
             flow = self._issue(
                 phone_e164, "register", {"id_number": number, "name": name, "phone": phone_e164}
             )
         return flow
+
+    def _quota(self, *keys: str) -> None:
+        """SMS are limited per identity, per phone and per address and hour, whatever the
+        outcome, so counting reveals nothing and nobody can be flooded with messages."""
+        if self.throttle is None:
+            return
+        ctx = self.ctx
+        now = ctx.clock.now()
+        for key in (*keys, f"ip:{ctx.source}"):
+            limit = SMS_PER_ADDRESS_PER_HOUR if key.startswith("ip:") else SMS_PER_HOUR
+            if self.throttle.fail(ctx.session, f"sms:{key}", now) > limit:
+                raise Throttled(self.throttle.retry_after(now))
 
     def _check(self, flow: str, code: str, purpose: str) -> tuple[PhoneCode, dict[str, str]]:
         """A live flow whose code matches, and what it confirms. A wrong code counts
@@ -161,14 +213,18 @@ class PhoneFlows:
             or row.attempts >= MAX_CODE_ATTEMPTS
         ):
             raise bad
+        # Claim an attempt before comparing, in one conditional update: concurrent guesses
+        # cannot exceed the limit.
+        claimed = ctx.session.execute(
+            update(PhoneCode)
+            .where(PhoneCode.id == row.id, PhoneCode.attempts < MAX_CODE_ATTEMPTS)
+            .values(attempts=PhoneCode.attempts + 1)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            raise bad
         if not constant_time_equal(
             row.code_hash, ctx.services.pii.secret_hash("phone-code", code.strip()[:16])
         ):
-            ctx.session.execute(
-                update(PhoneCode)
-                .where(PhoneCode.id == row.id)
-                .values(attempts=PhoneCode.attempts + 1)
-            )
             raise bad
         assert row.payload_enc is not None
         return row, json.loads(ctx.services.pii.messages.decrypt(row.payload_enc))
@@ -202,6 +258,7 @@ class PhoneFlows:
         ctx = self.ctx
         account = ctx.accounts.find_by_username(username.strip()) if len(username) < 64 else None
         phone = ctx.accounts.phone(account) if account else None
+        self._quota(f"reset:{username.strip()[:64]}")
         flow = new_secret("", 24)
         if account is not None and phone:
             flow = self._issue(phone, "reset", {"account_id": account.id})

@@ -93,6 +93,73 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+#: Bodies above these sizes are refused with 413 before any handler reads them.
+BODY_LIMIT = 1024 * 1024
+LARGE_BODY_PATHS = {
+    "/api/v1/seal": 40 * 1024 * 1024,
+    "/api/v1/verify": 40 * 1024 * 1024,
+    "/verify": 40 * 1024 * 1024,
+}
+
+
+class BodyLimit:
+    """Read at most the allowed body (by Content-Length and by what actually arrives) and
+    replay it to the app; anything larger is answered 413 without being held in memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = LARGE_BODY_PATHS.get(scope["path"], BODY_LIMIT)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                await _too_large(send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Send) -> None:
+    payload = (
+        b'{"type":"about:blank","title":"Payload Too Large","status":413,'
+        b'"detail":"The request body is too large."}'
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
 def create_app(
     settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True
 ) -> FastAPI:
@@ -127,6 +194,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.browser = Browser(runtime)
     app.state.throttle = Throttle(_redis(runtime.settings))
+    app.state.sms_throttle = Throttle(_redis(runtime.settings), window=3600)
     app.state.discovery = metadata_bytes(runtime.settings.issuer)
     app.state.deliveries = delivery
 
@@ -139,6 +207,7 @@ def create_app(
     app.include_router(seal_admin_routes.router)
     app.include_router(verify_page.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.add_middleware(BodyLimit)
     app.add_middleware(ProtocolFastPath, runtime=runtime, discovery=app.state.discovery)
     # added last, so outermost: the fast path's answers get the headers too
     app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)

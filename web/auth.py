@@ -43,6 +43,11 @@ def require_scope(scope: str) -> Callable[..., Awaitable[dict[str, Any]]]:
             raise BearerRejected(401, "invalid_token", "The access token is not valid.") from None
         if scope not in str(claims.get("scope", "")).split():
             raise BearerRejected(403, "insufficient_scope", f"The {scope} scope is required.")
+        if "gid" in claims or claims.get("sub") != claims.get("client_id"):
+            # machine APIs answer a department system acting for itself, never a user token
+            raise BearerRejected(
+                403, "insufficient_scope", "A client_credentials token is required."
+            )
         return claims
 
     return dependency

@@ -50,8 +50,11 @@ async def logout_endpoint(request: Request) -> Response:
                     )
                 except (JoseError, ValueError):
                     return "error", "The id_token_hint is not a valid ID token from here."
-                if decoded.claims.get("iss") != ctx.config.issuer:
-                    return "error", "The id_token_hint was issued elsewhere."
+                if (
+                    decoded.claims.get("iss") != ctx.config.issuer
+                    or decoded.header.get("typ") != "JWT"
+                ):
+                    return "error", "The id_token_hint is not an ID token from here."
                 hint_claims = dict(decoded.claims)
             aud = hint_claims.get("aud") if hint_claims else None
             aud_id = aud if isinstance(aud, str) else (aud[0] if aud else None)

@@ -168,9 +168,9 @@ async def resume(request: Request, interaction: str = "") -> Response:
             if row is None:
                 return "expired"
             if "_return" in row.params:
-                target = str(row.params["_return"])
                 ctx.interactions.finish(row)
-                return target
+                # only the fixed local pages a direct login can come from (no open redirect)
+                return "/account"
             sso = ctx.sessions.from_cookie(session_cookie)
             return authorize(
                 ctx,

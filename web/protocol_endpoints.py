@@ -77,7 +77,13 @@ def handle(
 
 
 def runs_inline(path: str, params: list[tuple[str, str]]) -> bool:
-    return path == "/token" and ("grant_type", "client_credentials") in params
+    """Only a client_credentials request with a cached client secret is pure CPU; a
+    client assertion may need the client's JWKS fetched, which must not block the loop."""
+    return (
+        path == "/token"
+        and ("grant_type", "client_credentials") in params
+        and not any(k == "client_assertion" for k, _ in params)
+    )
 
 
 def encode(response: CoreResponse) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -19,12 +19,14 @@ from web.runtime import Runtime
 router = APIRouter(include_in_schema=False)
 
 
-def _flows(runtime: Runtime, ctx: Any) -> PhoneFlows:
+def _flows(request: Request, ctx: Any) -> PhoneFlows:
+    runtime: Runtime = request.app.state.runtime
     pii = runtime.services.pii
     return PhoneFlows(
         ctx,
         verifier=Registry(ctx.session, pii, runtime.clock),
         sms=DevelopmentSms(pii, runtime.clock),
+        throttle=request.app.state.sms_throttle,
     )
 
 
@@ -47,22 +49,25 @@ async def register_start(request: Request) -> Response:
     if not b.csrf_ok(request, form):
         return see_other("/register")
 
-    def work() -> str:
+    def work() -> str | TongbanError:
         with unit_of_work(runtime, request) as ctx:
-            return _flows(runtime, ctx).start_registration(
-                id_number=form.get("id_number", ""),
-                name=form.get("name", ""),
-                phone=form.get("phone", ""),
-            )
+            try:
+                return _flows(request, ctx).start_registration(
+                    id_number=form.get("id_number", ""),
+                    name=form.get("name", ""),
+                    phone=form.get("phone", ""),
+                )
+            except TongbanError as exc:  # answered, not raised: quota counts must commit
+                return exc
 
-    try:
-        flow = await run_in_threadpool(work)
-    except TongbanError as exc:  # a format error in what the user typed: say which
+    flow = await run_in_threadpool(work)
+    if isinstance(flow, TongbanError):  # a format error in what the user typed, or a quota
+        exc = flow
         message = getattr(exc, "zh", None) if t.locale == "zh-CN" else None
         return b.render(
             request,
             "register.html",
-            status=400,
+            status=exc.status if exc.status == 429 else 400,
             title=t("register.title"),
             step="start",
             form=form,
@@ -90,7 +95,7 @@ async def register_finish(request: Request) -> Response:
     def work() -> TongbanError | None:
         with unit_of_work(runtime, request) as ctx:
             try:
-                _flows(runtime, ctx).finish_registration(
+                _flows(request, ctx).finish_registration(
                     flow=form.get("flow", ""),
                     code=form.get("code", ""),
                     password=form.get("password", ""),
@@ -138,11 +143,23 @@ async def reset_start(request: Request) -> Response:
     if not b.csrf_ok(request, form):
         return see_other("/reset")
 
-    def work() -> str:
+    def work() -> str | TongbanError:
         with unit_of_work(runtime, request) as ctx:
-            return _flows(runtime, ctx).start_reset(form.get("username", ""))
+            try:
+                return _flows(request, ctx).start_reset(form.get("username", ""))
+            except TongbanError as exc:  # answered, not raised: quota counts must commit
+                return exc
 
     flow = await run_in_threadpool(work)
+    if isinstance(flow, TongbanError):
+        return b.render(
+            request,
+            "register.html",
+            status=flow.status,
+            title=t("reset.title"),
+            step="reset",
+            error=t.pick((getattr(flow, "zh", flow.description), flow.description)),
+        )
     return b.render(
         request,
         "register.html",
@@ -165,7 +182,7 @@ async def reset_finish(request: Request) -> Response:
     def work() -> TongbanError | None:
         with unit_of_work(runtime, request) as ctx:
             try:
-                account_id = _flows(runtime, ctx).finish_reset(
+                account_id = _flows(request, ctx).finish_reset(
                     flow=form.get("flow", ""),
                     code=form.get("code", ""),
                     password=form.get("password", ""),

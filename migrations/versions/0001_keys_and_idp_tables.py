@@ -98,6 +98,7 @@ def upgrade() -> None:
     op.create_table('registry_entry',
     sa.Column('id_number_index', sa.String(length=64), nullable=False),
     sa.Column('name_hash', sa.String(length=64), nullable=False),
+    sa.Column('phone_index', sa.String(length=64), nullable=True),
     sa.Column('imported_at', kit.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id_number_index', name=op.f('pk_registry_entry'))
     )

@@ -70,6 +70,19 @@ class LiveServer:
         assert out.returncode == 0, out.stderr
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
+    def cli_fails(self, *args: str) -> str:
+        """Run a command that must fail; return what it said on stderr."""
+        out = subprocess.run(
+            [str(BIN / "tongban"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode != 0, out.stdout
+        return out.stderr
+
     def add_client(self, name: str, *args: str) -> dict[str, Any]:
         return self.cli("client", "add", "--name", name, *args, "--json")
 

@@ -134,7 +134,7 @@ def test_single_sign_on_step_up_refresh_revoke_and_single_logout(
 
     # step up with TOTP: enrol on the account page, then B asks for the higher level
     page = browser.get("/account")
-    page = browser.post("/account/totp/start", page)
+    page = browser.post("/account/totp/start", page, current_password=user["password"])
     secret = page.text.split('data-testid="totp-secret">')[1].split("<")[0]
     from datetime import UTC, datetime, timedelta
 
