@@ -5,6 +5,7 @@ every attempt is recorded, so logging out of one department logs out of all."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -76,9 +77,11 @@ def deliver_due(
     http: httpx.Client,
     max_attempts: int,
     limit: int = 50,
+    parallel: int = 8,
 ) -> int:
-    """Attempt every due delivery once. Safe on several replicas: a delivery is claimed by
-    pushing its next attempt forward in one conditional update before it is sent."""
+    """Attempt every due delivery once, several at a time, so one slow department cannot
+    hold up the others' logouts. Safe on several replicas: a delivery is claimed by pushing
+    its next attempt forward in one conditional update before it is sent."""
     now = clock.now()
     with factory() as session:
         due = list(
@@ -92,10 +95,10 @@ def deliver_due(
                 .limit(limit)
             ).all()
         )
-    sent = 0
+    claimed: list[tuple[str, str, str]] = []
     for delivery_id, attempts in due:
         with factory.begin() as session:
-            claimed = session.execute(
+            won = session.execute(
                 update(BackchannelDelivery)
                 .where(
                     BackchannelDelivery.id == delivery_id,
@@ -104,21 +107,16 @@ def deliver_due(
                 )
                 .values(attempts=attempts + 1, next_attempt_at=now + backoff(attempts + 1))
             )
-            if getattr(claimed, "rowcount", 0) != 1:
-                continue
-            row = session.get(BackchannelDelivery, delivery_id)
-            assert row is not None
-            uri, token = row.uri, row.logout_token
-        error: str | None = None
-        try:
-            # §2.5: POST the logout token form-encoded; the RP answers 200 (or 204).
-            response = http.post(
-                uri, data={"logout_token": token}, headers={"Cache-Control": "no-store"}
-            )
-            if response.status_code not in (200, 204):
-                error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = type(exc).__name__
+            if getattr(won, "rowcount", 0) == 1:
+                row = session.get(BackchannelDelivery, delivery_id)
+                assert row is not None
+                claimed.append((delivery_id, row.uri, row.logout_token))
+    if not claimed:
+        return 0
+    with ThreadPoolExecutor(max_workers=min(parallel, len(claimed))) as pool:
+        errors = list(pool.map(lambda c: _post_logout_token(http, c[1], c[2]), claimed))
+    sent = 0
+    for (delivery_id, _, _), error in zip(claimed, errors, strict=True):
         with factory.begin() as session:
             row = session.get(BackchannelDelivery, delivery_id)
             assert row is not None
@@ -143,3 +141,15 @@ def deliver_due(
                         details={"error": error, "attempts": row.attempts},
                     )
     return sent
+
+
+def _post_logout_token(http: httpx.Client, uri: str, token: str) -> str | None:
+    """§2.5: POST the logout token form-encoded; the RP answers 200 (or 204). Returns the
+    error, or None."""
+    try:
+        response = http.post(
+            uri, data={"logout_token": token}, headers={"Cache-Control": "no-store"}
+        )
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return None if response.status_code in (200, 204) else f"HTTP {response.status_code}"
