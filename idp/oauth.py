@@ -594,6 +594,13 @@ def _bounded_get_json(uri: str, *, limit: int = 64 * 1024, seconds: float = 5.0)
 # -- endpoints ----------------------------------------------------------------------------
 
 
+def token_owner(token: dict[str, Any]) -> str:
+    """The client a token found by `find_token` was issued to."""
+    if token["kind"] == "access":
+        return str(token["claims"]["client_id"])
+    return str(token["grant"].client_id)
+
+
 def find_token(ctx: Context, token_string: str) -> dict[str, Any] | None:
     """An access token (verified JWT) or a refresh token (looked up by keyed hash)."""
     if token_string.startswith("tbrt_"):
@@ -621,10 +628,7 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         return find_token(self.server.ctx, token_string)
 
     def check_permission(self, token: Any, client: OAuthClient, request: CoreRequest) -> bool:
-        owner = (
-            token["claims"]["client_id"] if token["kind"] == "access" else token["grant"].client_id
-        )
-        return bool(owner == client.get_client_id() or "admin" in client.row.scopes)
+        return token_owner(token) == client.get_client_id() or "admin" in client.row.scopes
 
     def create_introspection_payload(self, token: Any) -> dict[str, Any]:
         if not token:
@@ -684,10 +688,7 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
         return find_token(self.server.ctx, token_string)
 
     def check_permission(self, token: Any, client: OAuthClient, request: CoreRequest) -> bool:
-        owner = (
-            token["claims"]["client_id"] if token["kind"] == "access" else token["grant"].client_id
-        )
-        return bool(owner == client.get_client_id())
+        return token_owner(token) == client.get_client_id()
 
     def authenticate_token(self, request: CoreRequest, client: OAuthClient) -> Any:
         self.check_params(request, client)

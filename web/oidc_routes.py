@@ -199,55 +199,32 @@ async def resume(request: Request, interaction: str = "") -> Response:
     return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
 
 
-@router.post(
-    "/token",
-    tags=["oidc"],
-    summary="Token endpoint (RFC 6749 §3.2)",
-    openapi_extra=_form_late("token"),
-)
-async def token_endpoint(request: Request) -> Response:
-    """Served by `web.protocol_endpoints.ProtocolFastPath`; this route documents it and
-    answers if the fast path is not installed."""
-    params = await form_pairs(request)
-    source = client_address(request, rt(request).settings.trusted_proxies)
-    response = await run_in_threadpool(
-        handle, rt(request), "/token", request.headers, params, source
+def _protocol_route(path: str, summary: str) -> None:
+    """Document one of the POST endpoints that `web.protocol_endpoints.ProtocolFastPath`
+    serves; the route answers too if the fast path is not installed."""
+
+    async def endpoint(request: Request) -> Response:
+        params = await form_pairs(request)
+        source = client_address(request, rt(request).settings.trusted_proxies)
+        response = await run_in_threadpool(
+            handle, rt(request), path, request.headers, params, source
+        )
+        return to_response(response)
+
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        tags=["oidc"],
+        summary=summary,
+        name=path.strip("/"),
+        openapi_extra=_form_late(path.strip("/")),
     )
-    return to_response(response)
 
 
-@router.post(
-    "/introspect",
-    tags=["oidc"],
-    summary="Token introspection (RFC 7662)",
-    openapi_extra=_form_late("introspect"),
-)
-async def introspection_endpoint(request: Request) -> Response:
-    """Served by `web.protocol_endpoints.ProtocolFastPath`; this route documents it and
-    answers if the fast path is not installed."""
-    params = await form_pairs(request)
-    source = client_address(request, rt(request).settings.trusted_proxies)
-    response = await run_in_threadpool(
-        handle, rt(request), "/introspect", request.headers, params, source
-    )
-    return to_response(response)
-
-
-@router.post(
-    "/revoke",
-    tags=["oidc"],
-    summary="Token revocation (RFC 7009)",
-    openapi_extra=_form_late("revoke"),
-)
-async def revocation_endpoint(request: Request) -> Response:
-    """Served by `web.protocol_endpoints.ProtocolFastPath`; this route documents it and
-    answers if the fast path is not installed."""
-    params = await form_pairs(request)
-    source = client_address(request, rt(request).settings.trusted_proxies)
-    response = await run_in_threadpool(
-        handle, rt(request), "/revoke", request.headers, params, source
-    )
-    return to_response(response)
+_protocol_route("/token", "Token endpoint (RFC 6749 §3.2)")
+_protocol_route("/introspect", "Token introspection (RFC 7662)")
+_protocol_route("/revoke", "Token revocation (RFC 7009)")
 
 
 def bearer_error(status: int, error: str | None, description: str | None = None) -> Response:
