@@ -80,12 +80,15 @@ def bearer(token: str) -> dict[str, str]:
 
 def audit_events(live: LiveServer, subject: str) -> list[tuple[str, str | None, dict[str, Any]]]:
     """(event, actor, details) recorded about `subject`, sequenced or still pending."""
+    # Pending first: the server's sequencer moves events from pending to the log at any
+    # moment, so the other order could miss one that moved between the two reads.
     with live.runtime.factory() as s:
         rows = [
-            *s.execute(select(AuditEvent).where(AuditEvent.subject == subject)).scalars(),
             *s.execute(select(PendingEvent).where(PendingEvent.subject == subject)).scalars(),
+            *s.execute(select(AuditEvent).where(AuditEvent.subject == subject)).scalars(),
         ]
-        return [(r.event, r.actor, json.loads(r.details)) for r in rows]
+        unique = {r.event_id: r for r in rows}
+        return [(r.event, r.actor, json.loads(r.details)) for r in unique.values()]
 
 
 @dataclass
