@@ -16,8 +16,11 @@ class IdpConfig:
     session_idle_ttl: int = 1800
     session_absolute_ttl: int = 12 * 3600
     interaction_ttl: int = 600
+    #: failures from one address that lock the account for that address
     lockout_threshold: int = 10
     lockout_seconds: int = 900
+    #: consecutive failures from anywhere that lock the account for everyone
+    lockout_ceiling: int = 100
     failures_per_address_per_minute: int = 50
     backchannel_max_attempts: int = 6
 

@@ -43,6 +43,7 @@ def idp_config(settings: Settings) -> IdpConfig:
         interaction_ttl=settings.interaction_ttl,
         lockout_threshold=settings.account_lockout_threshold,
         lockout_seconds=settings.account_lockout_seconds,
+        lockout_ceiling=settings.account_failure_ceiling,
         failures_per_address_per_minute=settings.login_failures_per_address_per_minute,
         backchannel_max_attempts=settings.backchannel_max_attempts,
     )

@@ -48,9 +48,11 @@ class Settings(BaseSettings):
     # Throttling.
     #: Failed logins tolerated per source address per minute before slowing it down.
     login_failures_per_address_per_minute: int = Field(50, ge=1)
-    #: Consecutive failures that lock an account temporarily (≤ 100 per 800-63B §3.2.2).
+    #: Failures from one address that lock the account for that address, for a while.
     account_lockout_threshold: int = Field(10, ge=3, le=100)
     account_lockout_seconds: int = Field(900, ge=30)
+    #: Consecutive failures from anywhere that lock the account for everyone (NIST ≤ 100).
+    account_failure_ceiling: int = Field(100, ge=10, le=100)
     #: How many argon2id hashes run at once per process; the rest queue, so a flood of
     #: logins cannot take every core from the token endpoint. Default: half the cores.
     password_hash_concurrency: int = Field(

@@ -96,3 +96,23 @@ def test_recovery_codes_work_once(ctx: Context) -> None:
     assert ctx.accounts.verify_second_factor(new.account, code.lower()) == "otp"
     with pytest.raises(SecondFactorFailed):
         ctx.accounts.verify_second_factor(new.account, code)
+
+
+def test_lockout_is_per_address_and_global_only_at_the_ceiling(ctx: Context) -> None:
+    from idp.context import Context as Ctx
+
+    ctx.accounts.create(id_number=CITIZEN, name="张三", password=PASSWORD)
+    for _ in range(ctx.config.lockout_threshold):
+        with pytest.raises(LoginFailed):
+            ctx.accounts.authenticate_password(CITIZEN, "wrong password here", source="10.0.0.1")
+    with pytest.raises(LoginFailed):  # locked for the attacker's address
+        ctx.accounts.authenticate_password(CITIZEN, PASSWORD, source="10.0.0.1")
+    citizen = Ctx(ctx.services, ctx.session, source="10.0.0.2")
+    assert citizen.accounts.authenticate_password(CITIZEN, PASSWORD, source="10.0.0.2")
+    # failures from many addresses lock the account for everyone at the ceiling
+    for i in range(ctx.config.lockout_ceiling):
+        with pytest.raises(LoginFailed):
+            ctx.accounts.authenticate_password(CITIZEN, "wrong password here",
+                                               source=f"10.1.{i // 200}.{i % 200}")
+    with pytest.raises(LoginFailed):
+        citizen.accounts.authenticate_password(CITIZEN, PASSWORD, source="10.0.0.2")
