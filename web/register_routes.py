@@ -3,6 +3,7 @@ an ID number or phone number is known (ASVS 6.3.8)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -86,46 +87,12 @@ async def register_start(request: Request) -> Response:
 
 @router.post("/register/verify")
 async def register_finish(request: Request) -> Response:
-    runtime, b = _parts(request)
-    form = dict(await form_pairs(request))
-    t = b.translator(request)
-    if not b.csrf_ok(request, form):
-        return see_other("/register")
-
-    def work() -> TongbanError | None:
-        with unit_of_work(runtime, request) as ctx:
-            try:
-                _flows(request, ctx).finish_registration(
-                    flow=form.get("flow", ""),
-                    code=form.get("code", ""),
-                    password=form.get("password", ""),
-                )
-            except TongbanError as exc:
-                return exc  # answered, not raised: a wrong code's count must be committed
-            return None
-
-    exc = await run_in_threadpool(work)
-    if exc is not None:
-        zh = getattr(exc, "zh", None)
-        return b.render(
-            request,
-            "register.html",
-            status=400,
-            title=t("register.title"),
-            step="verify",
-            flow=form.get("flow", ""),
-            action="/register/verify",
-            error=t.pick((zh or exc.description, exc.description)),
+    def finish(flows: PhoneFlows, ctx: Any, form: dict[str, str]) -> None:
+        flows.finish_registration(
+            flow=form.get("flow", ""), code=form.get("code", ""), password=form.get("password", "")
         )
-    return b.render(
-        request,
-        "register.html",
-        title=t("register.title"),
-        step="done",
-        message=t("register.done"),
-        flow="",
-        action="/login",
-    )
+
+    return await _finish(request, finish, kind="register")
 
 
 @router.get("/reset")
@@ -173,45 +140,56 @@ async def reset_start(request: Request) -> Response:
 
 @router.post("/reset/verify")
 async def reset_finish(request: Request) -> Response:
+    def finish(flows: PhoneFlows, ctx: Any, form: dict[str, str]) -> None:
+        account_id = flows.finish_reset(
+            flow=form.get("flow", ""), code=form.get("code", ""), password=form.get("password", "")
+        )
+        end_all_sessions(ctx, account_id, reason="password_reset")
+
+    response = await _finish(request, finish, kind="reset")
+    request.app.state.deliveries.kick()
+    return response
+
+
+async def _finish(
+    request: Request, finish: Callable[[PhoneFlows, Any, dict[str, str]], None], *, kind: str
+) -> Response:
+    """The code-and-password step of registration or reset. A failure is answered from
+    inside the unit of work, so a wrong code's attempt is committed, not rolled back."""
     runtime, b = _parts(request)
     form = dict(await form_pairs(request))
     t = b.translator(request)
     if not b.csrf_ok(request, form):
-        return see_other("/reset")
+        return see_other(f"/{kind}")
 
     def work() -> TongbanError | None:
         with unit_of_work(runtime, request) as ctx:
             try:
-                account_id = _flows(request, ctx).finish_reset(
-                    flow=form.get("flow", ""),
-                    code=form.get("code", ""),
-                    password=form.get("password", ""),
-                )
+                finish(_flows(request, ctx), ctx, form)
             except TongbanError as exc:
-                return exc  # answered, not raised: a wrong code's count must be committed
-            end_all_sessions(ctx, account_id, reason="password_reset")
+                return exc
             return None
 
     exc = await run_in_threadpool(work)
+    title = t(f"{kind}.title")
     if exc is not None:
         zh = getattr(exc, "zh", None)
         return b.render(
             request,
             "register.html",
             status=400,
-            title=t("reset.title"),
+            title=title,
             step="verify",
             flow=form.get("flow", ""),
-            action="/reset/verify",
+            action=f"/{kind}/verify",
             error=t.pick((zh or exc.description, exc.description)),
         )
-    request.app.state.deliveries.kick()
     return b.render(
         request,
         "register.html",
-        title=t("reset.title"),
+        title=title,
         step="done",
-        message=t("reset.done"),
+        message=t(f"{kind}.done"),
         flow="",
         action="/login",
     )
