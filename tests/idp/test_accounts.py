@@ -112,7 +112,8 @@ def test_lockout_is_per_address_and_global_only_at_the_ceiling(ctx: Context) -> 
     # failures from many addresses lock the account for everyone at the ceiling
     for i in range(ctx.config.lockout_ceiling):
         with pytest.raises(LoginFailed):
-            ctx.accounts.authenticate_password(CITIZEN, "wrong password here",
-                                               source=f"10.1.{i // 200}.{i % 200}")
+            ctx.accounts.authenticate_password(
+                CITIZEN, "wrong password here", source=f"10.1.{i // 200}.{i % 200}"
+            )
     with pytest.raises(LoginFailed):
         citizen.accounts.authenticate_password(CITIZEN, PASSWORD, source="10.0.0.2")
