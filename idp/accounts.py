@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from idp.config import IdpConfig
 from idp.errors import AccountNotFound, IdpError, LoginFailed, SecondFactorFailed
-from idp.models import Account, RecoveryCode, SsoSession
+from idp.models import Account, RecoveryCode
 from idp.passwords import PasswordHasher, check_password
 from idp.pii import PersonalData, looks_like_phone, normalise_phone
 from idp.ports import AuditSink
@@ -298,17 +298,3 @@ class Accounts:
         account.failed_logins = 0
         account.locked_until = None
         self.audit.record(self.session, event, subject=account.id)
-
-    def sessions(self, account: Account) -> list[SsoSession]:
-        now = self.clock.now()
-        return list(
-            self.session.execute(
-                select(SsoSession)
-                .where(
-                    SsoSession.account_id == account.id,
-                    SsoSession.ended_at.is_(None),
-                    SsoSession.expires_at > now,
-                )
-                .order_by(SsoSession.created_at.desc())
-            ).scalars()
-        )

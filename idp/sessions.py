@@ -150,10 +150,12 @@ class Sessions:
         now = self.clock.now()
         return list(
             self.session.execute(
-                select(SsoSession).where(
+                select(SsoSession)
+                .where(
                     SsoSession.account_id == account_id,
                     SsoSession.ended_at.is_(None),
                     SsoSession.expires_at > now,
                 )
+                .order_by(SsoSession.created_at.desc())
             ).scalars()
         )

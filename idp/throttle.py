@@ -20,7 +20,10 @@ class Throttle:
         self.window = window
 
     def _bucket(self, now: datetime) -> int:
-        return int(now.timestamp()) // self.window
+        """The window's start in epoch seconds: comparable across counters of different
+        window sizes sharing one table, so one purge rule serves them all."""
+        ts = int(now.timestamp())
+        return ts - ts % self.window
 
     def retry_after(self, now: datetime) -> int:
         return self.window - int(now.timestamp()) % self.window
@@ -55,8 +58,9 @@ class Throttle:
         session.execute(stmt)
         return self.failures(session, key, now)
 
-    def purge(self, session: Session, now: datetime) -> None:
+    def purge(self, session: Session, now: datetime, *, older_than: int = 2 * 3600) -> None:
+        """Drop database windows that ended long ago (Redis keys expire by themselves)."""
         if self.redis is None:
             session.query(ThrottleCounter).filter(
-                ThrottleCounter.window_start < self._bucket(now) - 1
+                ThrottleCounter.window_start < int(now.timestamp()) - older_than
             ).delete()

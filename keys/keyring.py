@@ -30,7 +30,6 @@ from keys.signer import (
     private_pem,
     public_jwk_of,
 )
-from kit.clock import epoch
 from kit.db import write_lock
 
 PUBLISHED_STATES = ("pending", "active", "retiring")
@@ -235,5 +234,4 @@ def key_summary(row: SigningKey) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "activate_at": row.activate_at.isoformat(),
         "retire_at": row.retire_at.isoformat() if row.retire_at else None,
-        "created_epoch": epoch(row.created_at),
     }

@@ -27,11 +27,6 @@ class NotFound(TongbanError):
     status = 404
 
 
-class Conflict(TongbanError):
-    code = "conflict"
-    status = 409
-
-
 class InvalidInput(TongbanError):
     code = "invalid_input"
     status = 400

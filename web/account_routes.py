@@ -63,7 +63,7 @@ def _page_data(
                 "agent": (s.user_agent or "")[:80],
                 "current": s.id == sso.id,
             }
-            for s in ctx.accounts.sessions(account)
+            for s in ctx.sessions.live_for_account(account.id)
         ],
         "consents": [
             {"client_id": c.client_id, "name": name, "scopes": " ".join(c.scopes)}

@@ -28,20 +28,6 @@ PAGE_CSP = (
 )
 
 
-def security_headers(response: Response, *, https: bool, page: bool) -> None:
-    h = response.headers
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "no-referrer")
-    if page:
-        h.setdefault("Content-Security-Policy", PAGE_CSP)
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Cache-Control", "no-store")
-    else:
-        h.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-    if https:
-        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-
-
 def peer_address(peer: str | None, headers: Mapping[str, str], trusted: list[str]) -> str | None:
     """The client's address: the peer's, or X-Forwarded-For's last hop when the peer is a
     trusted proxy (RFC 9700 §4.13: client-supplied forwarding headers are not believed)."""

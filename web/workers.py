@@ -12,6 +12,8 @@ import httpx
 
 from idp.logout import deliver_due
 from idp.models import AuthorizationCode, ReplayGuard
+from idp.registration import purge_codes
+from idp.throttle import Throttle
 from web.runtime import Runtime
 
 log = logging.getLogger("tongban.workers")
@@ -79,5 +81,7 @@ def maintenance_loop(runtime: Runtime) -> Loop:
             ctx.tokens.purge_expired()
             session.query(AuthorizationCode).filter(AuthorizationCode.expires_at < now).delete()
             session.query(ReplayGuard).filter(ReplayGuard.expires_at < now).delete()
+            purge_codes(session, now)
+            Throttle().purge(session, now)
 
     return Loop("maintenance", 30.0, step)

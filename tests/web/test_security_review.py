@@ -8,7 +8,6 @@ import time
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import KeySet
 
 from tests.web.live import FormBrowser, LiveServer, Receiver, new_phone, query
 from tests.web.test_security import auth_url, logged_in, pkce, redeem
@@ -42,7 +41,7 @@ def test_review_1_backslash_loopback_redirect_cannot_smuggle_another_host(
             )
         )
         assert page.status_code == 400 and "location" not in page.headers
-        assert "evil.example" not in page.text.split("<main", 1)[-1].split("action=")[-1][:0]
+        assert 'action="http://evil' not in page.text
     # another loopback port is still fine for the native app (RFC 8252 §7.3)
     other_port = httpx.get(
         auth_url(
@@ -117,7 +116,6 @@ def test_review_5_assertions_for_secret_clients_are_invalid_client_not_500(
     secret_client = live.add_client(
         "Secret", "--grant-type", "client_credentials", "--scope", "licence:read"
     )
-    keys = KeySet.import_key_set(httpx.get(f"{live.url}/jwks").json())
     from joserfc.jwk import ECKey
 
     key = ECKey.generate_key("P-256", private=True)
@@ -146,7 +144,6 @@ def test_review_5_assertions_for_secret_clients_are_invalid_client_not_500(
         )
         assert response.status_code in (400, 401), response.text
         assert response.json()["error"] == "invalid_client"
-    assert keys is not None
 
 
 def test_review_6_huge_bodies_are_refused_before_they_are_read(live: LiveServer) -> None:
