@@ -106,6 +106,11 @@ class ClientCache:
         self._rows[client_id] = (now + self.ttl, row)
         return row
 
+    def fresh(self, client_id: str) -> bool:
+        """Whether `get` would answer without the database."""
+        hit = self._rows.get(client_id)
+        return hit is not None and hit[0] > time.monotonic()
+
     def invalidate(self, client_id: str) -> None:
         self._rows.pop(client_id, None)
 

@@ -20,7 +20,8 @@ from idp.passwords import PasswordHasher
 from idp.pii import PersonalData
 from idp.ports import AuditSink
 from idp.sessions import Sessions
-from idp.tokens import Tokens
+from idp.token_cache import AccessTokenCache
+from idp.tokens import Tokens, WouldBlock
 from keys.keyring import KeySnapshot
 from keys.vault import AppSecrets
 from kit.clock import Clock
@@ -49,6 +50,8 @@ class Services:
     audit: AuditSink
     keys: Callable[[], KeySnapshot]
     client_cache: ClientCache = field(default_factory=ClientCache)
+    #: when set, access-token checks skip known signatures and revocations in memory
+    token_cache: AccessTokenCache | None = None
 
     def __post_init__(self) -> None:
         self.secrets.preload(SECRET_NAMES)
@@ -72,11 +75,15 @@ class Context:
         *,
         source: str | None = None,
         user_agent: str | None = None,
+        may_block: bool = True,
     ) -> None:
         self.services = services
         self.session = session
         self.source = source
         self.user_agent = user_agent
+        #: False on the event loop: a step that would read the database raises
+        #: `WouldBlock`, and the caller moves the request to the thread pool
+        self.may_block = may_block
         self.config = services.config
         self.clock = services.clock
         self.audit = services.audit
@@ -133,7 +140,14 @@ class Context:
             config=self.config,
             clock=self.clock,
             secret_hash=self.services.secret_hash,
+            cache=self.services.token_cache,
+            client_active=self._client_active,
         )
+
+    def _client_active(self, client_id: str) -> bool:
+        if not self.may_block and not self.services.client_cache.fresh(client_id):
+            raise WouldBlock("the client registration must be read from the database")
+        return self.clients.get(client_id) is not None
 
     @cached_property
     def interactions(self) -> Interactions:

@@ -185,7 +185,8 @@ class Grant(Base):
     claims: Mapped[Json | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     absolute_expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # indexed: each server process reads recent revocations every second (token_cache)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
@@ -229,6 +230,7 @@ class RevokedAccessToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
 
 
 class RegistryEntry(Base):

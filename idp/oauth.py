@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -48,6 +50,7 @@ from idp.models import (
     ReplayGuard,
     SsoSession,
 )
+from idp.tokens import WouldBlock
 from keys.jws import InvalidJws
 from kit.clock import epoch
 from kit.ids import new_id, new_secret
@@ -522,9 +525,13 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     #: client JWKS fetched from a registered `jwks_uri`, shared by the process for 5 minutes
     _jwks_cache: ClassVar[dict[str, tuple[float, dict[str, Any] | None]]] = {}
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, server: TongbanServer) -> None:
         super().__init__(validate_jti=True, leeway=60)
-        self.ctx = ctx
+        self.server = server
+
+    @property
+    def ctx(self) -> Context:
+        return self.server.ctx
 
     def get_audiences(self) -> list[str]:
         issuer = self.ctx.config.issuer
@@ -604,13 +611,15 @@ def token_owner(token: dict[str, Any]) -> str:
 def find_token(ctx: Context, token_string: str) -> dict[str, Any] | None:
     """An access token (verified JWT) or a refresh token (looked up by keyed hash)."""
     if token_string.startswith("tbrt_"):
+        if not ctx.may_block:
+            raise WouldBlock("refresh tokens are read from the database")
         row = ctx.tokens.find_refresh_token(token_string)
         if row is None:
             return None
         grant = ctx.session.get(Grant, row.grant_id)
         return {"kind": "refresh", "row": row, "grant": grant} if grant else None
     try:
-        claims = ctx.tokens.verify_access_token(token_string)
+        claims = ctx.tokens.verify_access_token(token_string, may_block=ctx.may_block)
     except InvalidJws:
         return None
     return {"kind": "access", "claims": claims}
@@ -720,20 +729,50 @@ class Revocation(RevocationEndpoint):  # type: ignore[misc]
 # -- the server ---------------------------------------------------------------------------
 
 
+_bound_context: ContextVar[Context] = ContextVar("tongban_oauth_context")
+
+
 class TongbanServer(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, ctx: Context) -> None:
+    """Authlib's server around our storage hooks.
+
+    Built with a `Context` it serves that one unit of work. Built without one it can be
+    kept for the life of the process and serve each request's context through `bound`:
+    constructing the server (grants, endpoints, client authentication) costs more than
+    issuing a machine token, and nothing in it is per request (Authlib builds each grant
+    from the request)."""
+
+    def __init__(self, ctx: Context | None = None) -> None:
         super().__init__(scopes_supported=list(KNOWN_SCOPES))
-        self.ctx = ctx
+        self._ctx = ctx
         self.register_grant(CodeGrant, [S256Only(required=True), OpenIdFlow(require_nonce=False)])
         self.register_grant(RefreshGrant)
         self.register_grant(ClientCredentials)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
-        self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(ctx))
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJwt(self))
+
+    @property
+    def ctx(self) -> Context:
+        return self._ctx if self._ctx is not None else _bound_context.get()
+
+    @contextmanager
+    def bound(self, ctx: Context) -> Iterator[TongbanServer]:
+        """Serve `ctx` in this thread or task until the block ends (a `ContextVar`, so
+        requests running at once in the thread pool each see their own)."""
+        token = _bound_context.set(ctx)
+        try:
+            yield self
+        finally:
+            _bound_context.reset(token)
 
     def query_client(self, client_id: str) -> OAuthClient | None:
-        row = self.ctx.clients.get(client_id) if isinstance(client_id, str) else None
-        return OAuthClient(row, self.ctx.clients) if row is not None else None
+        ctx = self.ctx
+        if not isinstance(client_id, str):
+            return None
+        if not ctx.may_block and not ctx.services.client_cache.fresh(client_id):
+            raise WouldBlock("the client registration must be read from the database")
+        row = ctx.clients.get(client_id)
+        return OAuthClient(row, ctx.clients) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: CoreRequest) -> None:
         """Tokens are persisted when generated (`issue_user_tokens`)."""

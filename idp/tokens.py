@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from idp.config import IdpConfig
 from idp.models import Grant, RefreshToken, RevokedAccessToken
+from idp.token_cache import AccessTokenCache, pending_revocation
 from keys.jws import InvalidJws, sign_compact, verify_compact
 from keys.keyring import KeySnapshot
 from kit.clock import Clock, epoch
@@ -28,6 +29,10 @@ from kit.ids import b64url, new_id, new_secret
 ACCESS_TOKEN_TYP = "at+jwt"
 LOGOUT_TOKEN_TYP = "logout+jwt"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+class WouldBlock(Exception):
+    """The answer needs the database, and the caller may not wait for it here."""
 
 
 def half_hash(value: str) -> str:
@@ -44,12 +49,16 @@ class Tokens:
         config: IdpConfig,
         clock: Clock,
         secret_hash: Callable[[str], str],
+        cache: AccessTokenCache | None = None,
+        client_active: Callable[[str], bool] | None = None,
     ) -> None:
         self.session = session
         self.keys = keys
         self.config = config
         self.clock = clock
         self.secret_hash = secret_hash
+        self.cache = cache
+        self.client_active = client_active
 
     # -- access tokens ----------------------------------------------------------------
 
@@ -87,13 +96,22 @@ class Tokens:
             claims["sid"] = sid
         return sign_compact(self.keys.signer("ES256"), claims, typ=ACCESS_TOKEN_TYP), ttl
 
-    def verify_access_token(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
-        """Check signature, type, issuer, expiry, audience and revocation (RFC 9068 §4).
+    def verify_access_token(
+        self, token: str, *, audience: str | None = None, may_block: bool = True
+    ) -> dict[str, Any]:
+        """Check signature, type, issuer, expiry, audience, the client and revocation
+        (RFC 9068 §4).
 
-        Raises `InvalidJws` for anything wrong; the caller maps it to `invalid_token`."""
-        _, claims = verify_compact(
-            token, self.keys.verify_keys, algorithms=["ES256"], typ=ACCESS_TOKEN_TYP
-        )
+        Raises `InvalidJws` for anything wrong; the caller maps it to `invalid_token`.
+        With `may_block=False` (on the event loop) it raises `WouldBlock` instead of
+        reading the database."""
+        claims = self.cache.verified(token) if self.cache is not None else None
+        if claims is None:
+            _, claims = verify_compact(
+                token, self.keys.verify_keys, algorithms=["ES256"], typ=ACCESS_TOKEN_TYP
+            )
+            if self.cache is not None:
+                self.cache.remember(token, claims)
         now = epoch(self.clock.now())
         if claims.get("iss") != self.config.issuer:
             raise InvalidJws("token was not issued here")
@@ -104,11 +122,24 @@ class Tokens:
         auds = [aud] if isinstance(aud, str) else (aud or [])
         if (audience or self.config.issuer) not in auds:
             raise InvalidJws("token is not meant for this resource")
-        if self.is_revoked(claims):
+        if self.client_active is not None and not self.client_active(str(claims.get("client_id"))):
+            raise InvalidJws("the token's client is no longer registered")
+        if self.is_revoked(claims, may_block=may_block):
             raise InvalidJws("token revoked")
         return claims
 
-    def is_revoked(self, claims: dict[str, Any]) -> bool:
+    def is_revoked(self, claims: dict[str, Any], *, may_block: bool = True) -> bool:
+        cache = self.cache
+        if cache is not None:
+            known = cache.revoked(claims)
+            if known is not None:
+                return known
+            if not may_block:
+                raise WouldBlock("revocations must be read from the database")
+            cache.sync(self.session)
+            known = cache.revoked(claims)
+            if known is not None:
+                return known
         jti = claims.get("jti")
         if self.session.get(RevokedAccessToken, jti) is not None:
             return True
@@ -121,15 +152,16 @@ class Tokens:
     def revoke_access_token(self, claims: dict[str, Any]) -> None:
         jti = str(claims["jti"])
         if self.session.get(RevokedAccessToken, jti) is None:
+            now = self.clock.now()
             self.session.add(
                 RevokedAccessToken(
                     jti=jti,
-                    expires_at=datetime.fromtimestamp(
-                        int(claims["exp"]), tz=self.clock.now().tzinfo
-                    ),
+                    expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=now.tzinfo),
+                    revoked_at=now,
                 )
             )
             self.session.flush()
+            pending_revocation(self.session, "jti", jti, int(claims["exp"]))
 
     # -- ID and logout tokens ---------------------------------------------------------
 
@@ -250,7 +282,10 @@ class Tokens:
             .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
             .values(revoked_at=self.clock.now(), revoked_reason=reason)
         )
-        return getattr(result, "rowcount", 0) == 1
+        revoked = getattr(result, "rowcount", 0) == 1
+        if revoked:
+            pending_revocation(self.session, "grant", grant_id)
+        return revoked
 
     def revoke_session_grants(self, session_id: str) -> list[str]:
         """On logout: grants bound to the session end, except `offline_access` ones."""

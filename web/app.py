@@ -30,8 +30,8 @@ from web import (
 from web.auth import BearerRejected
 from web.browser import Browser
 from web.discovery import metadata_bytes
-from web.http import PAGE_CSP, problem
-from web.protocol_endpoints import ProtocolFastPath
+from web.http import problem, security_headers
+from web.protocol_endpoints import ProtocolFront
 from web.runtime import Runtime, build_runtime
 from web.seed import is_demo
 from web.settings import Settings
@@ -57,7 +57,8 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
-        self.https = https
+        self._page = security_headers(page=True, https=https)
+        self._api = security_headers(page=False, https=https)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,22 +66,7 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         page = not path.startswith(API_PREFIXES) and not path.startswith("/static/")
-        extra: list[tuple[bytes, bytes]] = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
-        ]
-        if page:
-            extra += [
-                (b"content-security-policy", PAGE_CSP.encode()),
-                (b"x-frame-options", b"DENY"),
-                (b"cache-control", b"no-store"),
-            ]
-        else:
-            extra.append(
-                (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
-            )
-        if self.https:
-            extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+        extra = self._page if page else self._api
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -160,9 +146,20 @@ async def _too_large(send: Send) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+class TongbanApp(FastAPI):
+    """The application, with the protocol front answered before any middleware."""
+
+    front: ProtocolFront | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is not None and await self.front.answer(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None, *, runtime: Runtime | None = None, background: bool = True
-) -> FastAPI:
+) -> TongbanApp:
     runtime = runtime or build_runtime(settings)
     delivery = delivery_loop(runtime)
     maintenance = maintenance_loop(runtime)
@@ -182,7 +179,7 @@ def create_app(
             maintenance.stop()
             sequencer.stop()
 
-    app = FastAPI(
+    app = TongbanApp(
         title="Tongban 通办",
         version="0.1.0",
         summary="Identity and e-certificate trust service of the provincial government-service "
@@ -208,9 +205,8 @@ def create_app(
     app.include_router(verify_page.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(BodyLimit)
-    app.add_middleware(ProtocolFastPath, runtime=runtime, discovery=app.state.discovery)
-    # added last, so outermost: the fast path's answers get the headers too
     app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)
+    app.front = ProtocolFront(runtime, app.state.discovery)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

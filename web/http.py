@@ -28,6 +28,23 @@ PAGE_CSP = (
 )
 
 
+def security_headers(*, page: bool, https: bool) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries: pages get the strict CSP and `no-store`,
+    API responses a CSP that allows nothing (they are never rendered)."""
+    extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+    if page:
+        extra += [
+            (b"content-security-policy", PAGE_CSP.encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"cache-control", b"no-store"),
+        ]
+    else:
+        extra.append((b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"))
+    if https:
+        extra.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return extra
+
+
 def peer_address(peer: str | None, headers: Mapping[str, str], trusted: list[str]) -> str | None:
     """The client's address: the peer's, or X-Forwarded-For's last hop when the peer is a
     trusted proxy (RFC 9700 §4.13: client-supplied forwarding headers are not believed)."""

@@ -200,8 +200,8 @@ async def resume(request: Request, interaction: str = "") -> Response:
 
 
 def _protocol_route(path: str, summary: str) -> None:
-    """Document one of the POST endpoints that `web.protocol_endpoints.ProtocolFastPath`
-    serves; the route answers too if the fast path is not installed."""
+    """Document one of the POST endpoints that `web.protocol_endpoints.ProtocolFront`
+    serves ahead of routing; the route answers too if the front is not installed."""
 
     async def endpoint(request: Request) -> Response:
         params = await form_pairs(request)
@@ -209,6 +209,7 @@ def _protocol_route(path: str, summary: str) -> None:
         response = await run_in_threadpool(
             handle, rt(request), path, request.headers, params, source
         )
+        assert response is not None  # it may block here, so it always answers
         return to_response(response)
 
     router.add_api_route(

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from audit import AuditLog, Sequencer, audit_keyring, checkpoint_signer, subject_history
 from idp.config import IdpConfig
 from idp.context import Context, Services
+from idp.oauth import TongbanServer
 from idp.passwords import PasswordHasher
+from idp.token_cache import AccessTokenCache
 from keys.kek import KekFile, KeyEncryptionKeys, parse_kek_list
 from keys.keyring import KeyRing, KeySnapshot, RotationPolicy
 from keys.vault import AppSecrets
@@ -125,6 +127,7 @@ class Runtime:
             hasher=PasswordHasher(self.settings.password_hash_concurrency),
             audit=self.audit,
             keys=self.keys,
+            token_cache=self.token_cache,
         )
 
     def keys(self) -> KeySnapshot:
@@ -162,9 +165,31 @@ class Runtime:
         return changes
 
     def context(
-        self, session: Session, *, source: str | None = None, user_agent: str | None = None
+        self,
+        session: Session,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+        may_block: bool = True,
     ) -> Context:
-        return Context(self.services, session, source=source, user_agent=user_agent)
+        return Context(
+            self.services, session, source=source, user_agent=user_agent, may_block=may_block
+        )
+
+    @cached_property
+    def oauth_server(self) -> TongbanServer:
+        """One Authlib server for the process; each request binds its own context."""
+        return TongbanServer()
+
+    @cached_property
+    def token_cache(self) -> AccessTokenCache:
+        cache = AccessTokenCache(
+            clock=self.clock,
+            token_ttl=self.settings.access_token_ttl,
+            sync_seconds=self.settings.revocation_sync_seconds,
+        )
+        cache.attach(self.factory)
+        return cache
 
 
 _KEY_EVENTS = {

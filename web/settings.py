@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     key_rotation_days: int = Field(90, ge=1)
     key_publish_ahead_seconds: int = Field(600, ge=0)
     key_check_seconds: int = Field(30, ge=1)
+    #: A token revoked through another server process stops passing introspection and
+    #: userinfo here within this many seconds (this process's own revocations at once).
+    revocation_sync_seconds: float = Field(1.0, gt=0, le=60)
 
     # Audit log (全程留痕).
     #: Events older than this are pruned (GB/T 22239 and the Cybersecurity Law: ≥ 6 months).
