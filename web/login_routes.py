@@ -14,13 +14,13 @@ from idp.authorize import Outcome, consent_scopes, deliver, record_consent
 from idp.claims import SCOPE_TEXT
 from idp.context import Context
 from idp.errors import LoginFailed, SecondFactorFailed
-from idp.models import Account, Interaction
+from idp.models import Account, Interaction, SsoSession
 from idp.pii import looks_like_phone
 from idp.signin import establish_session
 from idp.throttle import Throttle
 from web.browser import Browser, see_other
 from web.http import form_pairs, unit_of_work
-from web.oidc_routes import render_outcome
+from web.oidc_routes import answer_step, continue_interaction
 from web.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
@@ -126,11 +126,13 @@ async def login_submit(request: Request) -> Response:
             if ctx.accounts.has_second_factor(account):
                 row.stage, row.account_id = "otp", account.id
                 return {"kind": "otp", "row": row.id}
-            _sid, cookie = establish_session(
+            sid, cookie = establish_session(
                 ctx, account, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=old_cookie
             )
             row.login_done, row.account_id = True, account.id
-            return {"kind": "done", "row": row.id, "cookie": cookie}
+            sso = ctx.session.get(SsoSession, sid)
+            outcome = continue_interaction(ctx, row, sso=sso, browser_secret=secret)
+            return {"kind": "done", "outcome": outcome, "cookie": cookie}
 
     result = await run_in_threadpool(work)
     kind = result["kind"]
@@ -155,9 +157,7 @@ async def login_submit(request: Request) -> Response:
         return response
     if kind == "otp":
         return see_other(f"/login/otp?interaction={result['row']}")
-    done = see_other(f"/authorize/resume?interaction={result['row']}")
-    b.set_session(done, result["cookie"])
-    return done
+    return answer_step(request, result["outcome"], secret=secret, session_cookie=result["cookie"])
 
 
 @router.get("/login/otp")
@@ -219,11 +219,13 @@ async def otp_submit(request: Request) -> Response:
                     "status": 401,
                     "message": t.pick((exc.zh, exc.description)),
                 }
-            _sid, cookie = establish_session(
+            sid, cookie = establish_session(
                 ctx, account, acr=ACR_MFA, amr=["pwd", "otp"], current_cookie=old_cookie
             )
             row.login_done = True
-            return {"kind": "done", "row": row.id, "cookie": cookie}
+            sso = ctx.session.get(SsoSession, sid)
+            outcome = continue_interaction(ctx, row, sso=sso, browser_secret=secret)
+            return {"kind": "done", "outcome": outcome, "cookie": cookie}
 
     result = await run_in_threadpool(work)
     if result["kind"] == "expired":
@@ -237,9 +239,7 @@ async def otp_submit(request: Request) -> Response:
             interaction=result["row"],
             error=result["message"],
         )
-    response = see_other(f"/authorize/resume?interaction={result['row']}")
-    b.set_session(response, result["cookie"])
-    return response
+    return answer_step(request, result["outcome"], secret=secret, session_cookie=result["cookie"])
 
 
 @router.get("/consent")
@@ -296,7 +296,7 @@ async def consent_submit(request: Request) -> Response:
             if decision == "allow":
                 record_consent(ctx, account, client, scopes)
                 row.consent_done = True
-                return f"/authorize/resume?interaction={row.id}"
+                return continue_interaction(ctx, row, sso=sso, browser_secret=secret)
             # deny: tell the client, with its state (RFC 6749 §4.1.2.1)
             ctx.audit.record(
                 ctx.session,
@@ -323,9 +323,7 @@ async def consent_submit(request: Request) -> Response:
     target = await run_in_threadpool(work)
     if target is None:
         return _expired(request, b, secret)
-    if isinstance(target, Outcome):
-        return render_outcome(request, target, secret=secret, new_cookie=False)
-    return see_other(target)
+    return answer_step(request, target, secret=secret)
 
 
 @router.get("/logged-out")

@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from idp.authorize import Outcome, authorize, request_from_interaction
 from idp.claims import user_claims
-from idp.models import Account, Client, Grant
+from idp.context import Context
+from idp.models import Account, Client, Grant, Interaction, SsoSession
 from keys.jws import InvalidJws
 from web.browser import TEMPLATES, Browser, see_other
 from web.http import (
@@ -156,6 +157,39 @@ async def authorization_endpoint(request: Request) -> Response:
     return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
 
 
+def continue_interaction(
+    ctx: Context, row: Interaction, *, sso: SsoSession | None, browser_secret: str
+) -> Outcome | str:
+    """Carry an interaction on once a login, second-factor or consent step is done: the
+    next step, or the answer to the client. The step's own POST calls this in its unit of
+    work, so the browser goes straight on instead of through another request."""
+    if "_return" in row.params:
+        ctx.interactions.finish(row)
+        # only the fixed local pages a direct login can come from (no open redirect)
+        return "/account"
+    return authorize(
+        ctx,
+        request_from_interaction(ctx, row),
+        sso=sso,
+        browser_secret=browser_secret,
+        interaction=row,
+    )
+
+
+def answer_step(
+    request: Request, outcome: Outcome | str, *, secret: str, session_cookie: str | None = None
+) -> Response:
+    """The response to a completed step: a redirect to a local page or the outcome."""
+    response: Response
+    if isinstance(outcome, str):
+        response = see_other(outcome)
+    else:
+        response = render_outcome(request, outcome, secret=secret, new_cookie=False)
+    if session_cookie is not None:
+        browser(request).set_session(response, session_cookie)
+    return response
+
+
 @router.get("/authorize/resume", tags=["oidc"], include_in_schema=False)
 async def resume(request: Request, interaction: str = "") -> Response:
     b = browser(request)
@@ -167,18 +201,8 @@ async def resume(request: Request, interaction: str = "") -> Response:
             row = ctx.interactions.load(interaction, browser_secret=secret)
             if row is None:
                 return "expired"
-            if "_return" in row.params:
-                ctx.interactions.finish(row)
-                # only the fixed local pages a direct login can come from (no open redirect)
-                return "/account"
             sso = ctx.sessions.from_cookie(session_cookie)
-            return authorize(
-                ctx,
-                request_from_interaction(ctx, row),
-                sso=sso,
-                browser_secret=secret,
-                interaction=row,
-            )
+            return continue_interaction(ctx, row, sso=sso, browser_secret=secret)
 
     outcome = await run_in_threadpool(work)
     if outcome == "expired":
