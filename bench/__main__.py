@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("bench.http_bench", "bench.bench_signing", "bench.bench_audit")
+SUITES = (
+    "bench.http_bench",
+    "bench.bench_signing",
+    "bench.bench_signing_http",
+    "bench.bench_audit",
+)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ when the bottom line is PASSED (fail closed, as sigstore does).
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +25,7 @@ __all__ = [
     "CertificateSummary",
     "Check",
     "Indication",
+    "ReportEncoder",
     "SealIdentity",
     "SubIndication",
     "VerificationReport",
@@ -272,18 +275,44 @@ class VerificationReport:
     certificate_path: tuple[CertificateSummary, ...] = ()
     timestamp_authority: str | None = None
     document: Any = field(default=None, compare=False)
+    #: the document's JSON text exactly as it was sealed (RFC 8785), when the verifier
+    #: read it from the signed bytes: a renderer writes it as it is
+    document_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.indication is Indication.PASSED) != (self.sub_indication is None):
             raise ValueError("PASSED has no sub-indication; the others need one")
         if self.sub_indication is not None and self.sub_indication.indication != self.indication:
             raise ValueError(f"{self.sub_indication} is not a sub-indication of {self.indication}")
-        if self.indication is not Indication.PASSED and self.document is not None:
+        if self.indication is not Indication.PASSED and (
+            self.document is not None or self.document_json is not None
+        ):
             raise ValueError("only a PASSED report carries the document")
 
     @property
     def passed(self) -> bool:
         return self.indication is Indication.PASSED
+
+    def passed_again(
+        self,
+        signing_time: datetime,
+        checks: tuple[Check, ...],
+        document: Any,
+        document_json: bytes | None = None,
+    ) -> VerificationReport:
+        """Another PASSED report with this one's verifier facts (seal, path, validation
+        time) for another document. A batch makes thousands: this skips the dataclass
+        machinery, whose checks this report already passed and the copy cannot break."""
+        if self.indication is not Indication.PASSED:
+            raise ValueError("only a PASSED report is a template for PASSED reports")
+        report = object.__new__(VerificationReport)
+        fields = report.__dict__
+        fields.update(self.__dict__)
+        fields["signing_time"] = signing_time
+        fields["checks"] = checks
+        fields["document"] = document
+        fields["document_json"] = document_json
+        return report
 
     @property
     def message(self) -> tuple[str, str]:
@@ -309,3 +338,106 @@ class VerificationReport:
             "checks": [c.to_dict() for c in self.checks],
             "document": self.document,
         }
+
+
+#: what `starlette.responses.JSONResponse` writes, so that either may answer
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+class ReportEncoder:
+    """UTF-8 JSON of reports: the JSON value `report.to_dict()` holds, written byte for
+    byte as `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` writes it except
+    that a document read from signed bytes is written as those bytes (its RFC 8785 form,
+    which differs only in how a few numbers are spelt). Rendered once are what reports share: the
+    head (format, bottom line, validation time) and, of PASSED reports, the seal with its
+    certificate path, and the checks, which a verifier hands out as the same objects for
+    every document of a seal. A PASSED report is then a join of remembered bytes plus its
+    signing time and document.
+
+    Fragments are remembered by object identity (holding the object, so that its id is
+    not reused) or by value; the memos are bounded. Thread-safe: a race only renders a
+    fragment twice."""
+
+    def __init__(self, *, max_entries: int = 1024) -> None:
+        self._max_entries = max_entries
+        self._heads: dict[tuple[str, Indication, SubIndication | None, datetime], bytes] = {}
+        self._shared: dict[int, tuple[object, tuple[object, ...], bytes]] = {}
+
+    def _once(self, obj: object, also: tuple[object, ...], render: Callable[[], str]) -> bytes:
+        """The fragment for `obj` together with the values `also` (compared by ==)."""
+        entry = self._shared.get(id(obj))
+        if entry is not None and entry[0] is obj and entry[1] == also:
+            return entry[2]
+        data = render().encode()
+        if len(self._shared) >= self._max_entries:
+            self._shared.clear()
+        self._shared[id(obj)] = (obj, also, data)
+        return data
+
+    def _head(self, report: VerificationReport) -> bytes:
+        key = (report.format, report.indication, report.sub_indication, report.validation_time)
+        head = self._heads.get(key)
+        if head is None:
+            en, zh = report.message
+            sub = report.sub_indication.value if report.sub_indication else None
+            head = (
+                f'{{"format":{_dumps(report.format)},'
+                f'"indication":{_dumps(report.indication.value)},"sub_indication":{_dumps(sub)},'
+                f'"message":{_dumps(en)},"message_zh":{_dumps(zh)},'
+                f'"validation_time":{_dumps(report.validation_time.isoformat())},'
+                '"signing_time":'
+            ).encode()
+            if len(self._heads) >= self._max_entries:
+                self._heads.clear()
+            self._heads[key] = head
+        return head
+
+    @staticmethod
+    def _middle(report: VerificationReport) -> str:
+        seal = report.seal
+        return (
+            f',"signing_time_source":{_dumps(report.signing_time_source)}'
+            f',"seal":{_dumps(seal.to_dict() if seal else None)}'
+            f',"certificate_path":{_dumps([c.to_dict() for c in report.certificate_path])}'
+            f',"timestamp_authority":{_dumps(report.timestamp_authority)},"checks":'
+        )
+
+    def _pieces(self, report: VerificationReport, out: list[bytes]) -> None:
+        checks = report.checks
+        if report.passed:
+            middle = self._once(
+                report.certificate_path,
+                (report.seal, report.signing_time_source, report.timestamp_authority),
+                lambda: self._middle(report),
+            )
+            checks_json = self._once(checks, (), lambda: _dumps([c.to_dict() for c in checks]))
+        else:  # each failure has its own checks: nothing worth remembering
+            middle = self._middle(report).encode()
+            checks_json = _dumps([c.to_dict() for c in checks]).encode()
+        signing_time = report.signing_time
+        out.append(self._head(report))
+        out.append(f'"{signing_time.isoformat()}"'.encode() if signing_time else b"null")
+        out.append(middle)
+        out.append(checks_json)
+        out.append(b',"document":')
+        document_json = report.document_json
+        out.append(document_json if document_json is not None else _dumps(report.document).encode())
+        out.append(b"}")
+
+    def encode(self, report: VerificationReport) -> bytes:
+        """One report as UTF-8 JSON."""
+        out: list[bytes] = []
+        self._pieces(report, out)
+        return b"".join(out)
+
+    def encode_batch(self, reports: Iterable[VerificationReport]) -> bytes:
+        """`{"count", "passed", "reports"}` as UTF-8 JSON, as `POST /api/v1/verify`
+        answers a batch."""
+        out: list[bytes] = []
+        count = passed = 0
+        for report in reports:
+            out.append(b"," if count else b"")
+            self._pieces(report, out)
+            count += 1
+            passed += report.passed
+        return b"".join([f'{{"count":{count},"passed":{passed},"reports":['.encode(), *out, b"]}"])

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -37,11 +39,16 @@ __all__ = [
     "PathFacts",
     "RevocationFact",
     "TrustAnchors",
+    "TrustContext",
     "ValidationPolicy",
+    "check_revocation",
+    "check_structure",
     "conclude",
     "validate_path",
     "x5t_s256",
 ]
+
+T = TypeVar("T")
 
 #: JWS algorithms a verifier accepts unless told otherwise (FAPI 2.0 §5.4, RFC 8725 §3.1).
 DEFAULT_ALGORITHMS = frozenset({"ES256", "PS256"})
@@ -84,15 +91,20 @@ class TrustAnchors:
     _fingerprint: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        # Each role is tagged: a certificate trusted as a root and the same certificate
+        # offered only as an intermediate are different anchors, and `TrustContext`
+        # shares validation work between anchors with equal fingerprints.
         digest = hashlib.sha256()
-        for cert in (*self.roots, *self.intermediates):
-            digest.update(cert.fingerprint(hashes.SHA256()))
+        for role, items in (("root", self.roots), ("intermediate", self.intermediates)):
+            for cert in items:
+                digest.update(role.encode() + cert.fingerprint(hashes.SHA256()))
         for crl in self.crls:
-            digest.update(crl.fingerprint(hashes.SHA256()))
+            digest.update(b"crl" + crl.fingerprint(hashes.SHA256()))
         object.__setattr__(self, "_fingerprint", digest.hexdigest())
 
     @property
     def fingerprint(self) -> str:
+        """SHA-256 over every root, intermediate and CRL, each with its role."""
         return self._fingerprint
 
     @classmethod
@@ -278,9 +290,11 @@ class CrlIndex:
     issuer certificate on the path."""
 
     def __init__(self, crls: Sequence[x509.CertificateRevocationList]) -> None:
-        self._by_issuer: dict[x509.Name, list[x509.CertificateRevocationList]] = {}
+        self._by_issuer: dict[x509.Name, list[tuple[x509.CertificateRevocationList, bytes]]] = {}
         for crl in crls:
-            self._by_issuer.setdefault(crl.issuer, []).append(crl)
+            self._by_issuer.setdefault(crl.issuer, []).append(
+                (crl, crl.fingerprint(hashes.SHA256()))
+            )
         self._verified: dict[tuple[bytes, bytes], bool] = {}
 
     def current(
@@ -289,8 +303,10 @@ class CrlIndex:
         """The newest CRL from `issuer` that covers `moment` (its nextUpdate is not
         before it, or it was issued after it: RFC 5280 §6.3.3 (a))."""
         best: x509.CertificateRevocationList | None = None
-        for crl in self._by_issuer.get(issuer.subject, []):
-            key = (crl.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
+        candidates = self._by_issuer.get(issuer.subject, [])
+        issuer_fp = issuer.fingerprint(hashes.SHA256()) if candidates else b""
+        for crl, crl_fp in candidates:
+            key = (crl_fp, issuer_fp)
             if key not in self._verified:
                 pub = issuer.public_key()
                 ok = isinstance(
@@ -307,20 +323,16 @@ class CrlIndex:
         return best
 
 
-def validate_path(
+def check_structure(
     leaf: x509.Certificate,
     supplied: Sequence[x509.Certificate],
     anchors: TrustAnchors,
-    moment: datetime,
     *,
     usage: str = "seal",
-    crl_index: CrlIndex | None = None,
 ) -> PathFacts:
-    """Build and check the path from `leaf` to a trust anchor; collect revocation facts.
-
-    Returns facts (never raises on bad certificates): a structural `failure`
-    (NO_CERTIFICATE_CHAIN_FOUND, CHAIN_CONSTRAINTS_FAILURE, CRYPTO_CONSTRAINTS_FAILURE),
-    or the chain with its revocation status at `moment`."""
+    """The moment-independent half of `validate_path`: build the path to an anchor and
+    check its algorithms and constraints (RFC 5280 §6.1). The result depends only on the
+    certificates and the anchors, so it may be shared across validation moments."""
     checks: list[Check] = []
     chain = _build(leaf, [*supplied, *anchors.intermediates], anchors.roots)
     if chain is None:
@@ -343,8 +355,18 @@ def validate_path(
         checks.append(Check("certificate_constraints", False, problem))
         return PathFacts(chain, tuple(checks), SubIndication.CHAIN_CONSTRAINTS_FAILURE)
     checks.append(Check("certificate_constraints", True, f"usage {usage}"))
+    return PathFacts(chain, tuple(checks))
 
-    crls = crl_index or CrlIndex(anchors.crls)
+
+_CRLS_CURRENT = Check("revocation_information", True, "a current CRL for each certificate")
+
+
+def check_revocation(structure: PathFacts, crls: CrlIndex, moment: datetime) -> PathFacts:
+    """The moment-dependent half of `validate_path`: the revocation status of each
+    certificate on a structurally valid path at `moment`, from the CRLs current then."""
+    if structure.failure is not None:
+        return structure
+    chain = structure.chain
     revocations: list[RevocationFact] = []
     unknown: list[int] = []
     for position in range(len(chain) - 1):
@@ -365,16 +387,100 @@ def validate_path(
                 )
             )
     if unknown:
-        checks.append(
-            Check(
-                "revocation_information",
-                False,
-                "no current CRL for certificate(s) " + ", ".join(str(i) for i in unknown),
-            )
+        status = Check(
+            "revocation_information",
+            False,
+            "no current CRL for certificate(s) " + ", ".join(str(i) for i in unknown),
         )
     else:
-        checks.append(Check("revocation_information", True, "a current CRL for each certificate"))
-    return PathFacts(chain, tuple(checks), None, tuple(revocations), tuple(unknown))
+        status = _CRLS_CURRENT
+    return PathFacts(chain, (*structure.checks, status), None, tuple(revocations), tuple(unknown))
+
+
+def validate_path(
+    leaf: x509.Certificate,
+    supplied: Sequence[x509.Certificate],
+    anchors: TrustAnchors,
+    moment: datetime,
+    *,
+    usage: str = "seal",
+    crl_index: CrlIndex | None = None,
+) -> PathFacts:
+    """Build and check the path from `leaf` to a trust anchor; collect revocation facts.
+
+    Returns facts (never raises on bad certificates): a structural `failure`
+    (NO_CERTIFICATE_CHAIN_FOUND, CHAIN_CONSTRAINTS_FAILURE, CRYPTO_CONSTRAINTS_FAILURE),
+    or the chain with its revocation status at `moment`."""
+    structure = check_structure(leaf, supplied, anchors, usage=usage)
+    return check_revocation(structure, crl_index or CrlIndex(anchors.crls), moment)
+
+
+class TrustContext:
+    """Validation work that depends only on one set of trust anchors and the bytes a
+    document carries, never on the validation moment: parsed certificates, built and
+    checked paths, verified CRL signatures. Verifiers in one process share it.
+
+    Sharing is safe because the key is the anchors' fingerprint, which covers every CRL:
+    a revocation publishes a new CRL, so anchors that include it get a new context and
+    nothing learnt before the revocation is reused. Revocation status and validity are
+    judged again for every moment (`check_revocation`, `conclude`) from what is kept
+    here. Thread-safe: entries are computed without a lock (a race only computes one
+    twice) and the memo is bounded."""
+
+    #: contexts kept per process, most recently used last (anchors change rarely: after
+    #: each CRL publication, and a verifier of old anchors may still be running)
+    _KEPT: ClassVar[int] = 8
+    _contexts: ClassVar[OrderedDict[str, TrustContext]] = OrderedDict()
+    _contexts_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, anchors: TrustAnchors, *, max_entries: int = 4096) -> None:
+        self.anchors = anchors
+        self.crls = CrlIndex(anchors.crls)
+        self._max_entries = max_entries
+        self._memo: dict[Hashable, Any] = {}
+        self._windows: dict[Hashable, tuple[Any, datetime, datetime]] = {}
+
+    @classmethod
+    def of(cls, anchors: TrustAnchors) -> TrustContext:
+        """The process's shared context for anchors with this fingerprint."""
+        key = anchors.fingerprint
+        with cls._contexts_lock:
+            context = cls._contexts.get(key)
+            if context is None:
+                context = cls._contexts[key] = cls(anchors)
+                while len(cls._contexts) > cls._KEPT:
+                    cls._contexts.popitem(last=False)
+            else:
+                cls._contexts.move_to_end(key)
+            return context
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()` once per `key`; callers put the exact input bytes in the key."""
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        value = compute()
+        if len(self._memo) >= self._max_entries:
+            self._memo.clear()  # rare: a flood of distinct chains, not worth an LRU
+        self._memo[key] = value
+        return value
+
+    def until(
+        self, key: Hashable, moment: datetime, compute: Callable[[], tuple[T, datetime | None]]
+    ) -> T:
+        """A moment-dependent value that `compute()` (called at `moment`) declares to hold
+        unchanged for every later moment up to the datetime it returns with it (None: for
+        this moment only). Kept only forwards: an earlier moment computes afresh."""
+        entry = self._windows.get(key)
+        if entry is not None and entry[1] <= moment <= entry[2]:
+            return entry[0]  # type: ignore[no-any-return]
+        value, last = compute()
+        if last is not None and moment <= last:
+            if len(self._windows) >= self._max_entries:
+                self._windows.clear()
+            self._windows[key] = (value, moment, last)
+        return value
 
 
 def conclude(

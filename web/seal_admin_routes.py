@@ -193,14 +193,23 @@ def _actor(admin: dict[str, Any]) -> str:
     return f"client:{admin['client_id']}"
 
 
-async def _act(request: Request, work: Callable[[Context, Pki], T]) -> T | Response:
+async def _act(
+    request: Request, work: Callable[[Context, Pki], T], *, changes_trust: bool = False
+) -> T | Response:
     """Run `work` in the request's transaction (commit on return, roll back on error) off
-    the event loop; refusals become problem details."""
+    the event loop; refusals become problem details. `changes_trust`: the work may
+    re-sign a CRL, so this process's verifications read the trust anchors again."""
     state = _signing(request)
 
     def run() -> T:
-        with unit_of_work(state.runtime, request) as ctx:
-            return work(ctx, state.pki)
+        try:
+            with unit_of_work(state.runtime, request) as ctx:
+                return work(ctx, state.pki)
+        finally:
+            # After the commit (or the rollback): invalidating earlier would let a
+            # verification running meanwhile read and keep the old CRLs.
+            if changes_trust:
+                state.invalidate_trust()
 
     try:
         return await run_in_threadpool(run)
@@ -338,7 +347,7 @@ async def suspend_seal(
         _record(ctx, admin, "seal.suspended", seal, reason=reason)
         return _seal_out(seal)
 
-    return await _act(request, work)
+    return await _act(request, work, changes_trust=True)
 
 
 @router.post(
@@ -352,7 +361,7 @@ async def reinstate_seal(request: Request, seal_id: str, admin: Admin) -> Any:
         _record(ctx, admin, "seal.reinstated", seal)
         return _seal_out(seal)
 
-    return await _act(request, work)
+    return await _act(request, work, changes_trust=True)
 
 
 @router.post(
@@ -374,7 +383,7 @@ async def revoke_seal(
             _record(ctx, admin, "seal.revoked", seal, reason=reason)
         return _seal_out(seal)
 
-    return await _act(request, work)
+    return await _act(request, work, changes_trust=True)
 
 
 @router.post(
@@ -411,7 +420,7 @@ async def renew_seal(
         )
         return _seal_out(seal)
 
-    return await _act(request, work)
+    return await _act(request, work, changes_trust=True)
 
 
 async def _seal_row(request: Request, seal_id: str) -> Seal | Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import secrets
 import socket
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import verification as xv
 
 from keys.signer import SoftwareSigner
@@ -22,7 +24,7 @@ from kit.db import transaction
 from kit.ids import b64url, b64url_decode
 from signing import jws_seal, seals
 from signing.errors import InputTooLarge
-from signing.report import Indication, SubIndication
+from signing.report import Indication, ReportEncoder, SubIndication
 from signing.seals import SealSigner
 from signing.trust import TrustAnchors
 from tests.signing.province import Province
@@ -72,7 +74,10 @@ def test_header_is_explicit(province: Province, token: str, seal_id: str) -> Non
     header, payload, signature = _parts(token)
     assert header["alg"] == "ES256"
     assert header["typ"] == jws_seal.SEAL_TYP
-    assert len(header["x5c"]) == 3  # seal, issuing CA, root
+    # seal and issuing CA; the root comes from the verifier's trust anchors, never the token
+    assert len(header["x5c"]) == 2
+    certs = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in header["x5c"]]
+    assert province.root() not in certs
     assert header["kid"] == province.sealer(seal_id).kid
     assert header["sigT"].endswith("Z")
     assert payload == canonical_json(DOC)
@@ -379,3 +384,159 @@ def test_sealing_refuses_non_json_and_huge_documents(province: Province, seal_id
         jws_seal.seal({"x": float("nan")}, sealer, now=province.clock.now())
     with pytest.raises(InputTooLarge):
         jws_seal.seal({"x": "a" * 200_000}, sealer, now=province.clock.now())
+
+
+# -- what is shared across verifiers (issue 3: performance) -------------------------------
+
+
+def test_revocation_after_a_passed_verification_is_seen(province: Province) -> None:
+    """Paths are shared across verifiers of the same anchors, and a clean result is kept
+    for later moments; a revocation publishes a new CRL, hence new anchors, and the next
+    verification reports it."""
+    seal = province.new_seal()
+    token = jws_seal.seal(DOC, province.sealer(seal.id), now=province.clock.now())
+    moment = province.clock.now() + timedelta(minutes=1)
+    before = province.anchors()
+    assert jws_seal.verify(token, before, moment).passed
+    assert jws_seal.JwsVerifier(before, moment).verify_many([token])[0].passed
+    with transaction(province.factory) as s:
+        seals.revoke_seal(s, province.clock, province.pki, seal.id, reason="key_compromise")
+    after = province.anchors()
+    assert after.fingerprint != before.fingerprint
+    report = jws_seal.verify(token, after, moment)
+    assert report.sub_indication is SubIndication.REVOKED_NO_POE
+    assert any(c.name == "revocation_status" and not c.passed for c in report.checks)
+
+
+def test_a_kept_result_never_outlives_the_moment_it_holds_for(province: Province) -> None:
+    """With the same anchors, a seal that passed is judged again once its certificate
+    expires or a CRL passes its nextUpdate, and at an earlier moment."""
+    seal = province.new_seal(lifetime=timedelta(days=3))
+    token = jws_seal.seal(DOC, province.sealer(seal.id), now=province.clock.now())
+    anchors = province.anchors()
+    now = province.clock.now()
+    assert jws_seal.verify(token, anchors, now + timedelta(hours=1)).passed
+    assert jws_seal.verify(token, anchors, now + timedelta(days=2)).passed
+    expired = jws_seal.verify(token, anchors, now + timedelta(days=4))
+    assert expired.sub_indication is SubIndication.OUT_OF_BOUNDS_NO_POE
+    earlier = jws_seal.verify(token, anchors, now - timedelta(days=1))
+    assert earlier.sub_indication is SubIndication.OUT_OF_BOUNDS_NO_POE
+
+    long_seal = province.new_seal()
+    token = jws_seal.seal(DOC, province.sealer(long_seal.id), now=now)
+    assert jws_seal.verify(token, anchors, now + timedelta(hours=1)).passed
+    stale = jws_seal.verify(token, anchors, now + timedelta(days=8))  # issuing CRL: 7 days
+    assert stale.sub_indication is SubIndication.TRY_LATER
+
+
+def test_a_cert_trusted_as_root_is_not_trusted_as_intermediate(province: Province) -> None:
+    """Shared work is keyed by the anchors' fingerprint, which tells roots from
+    intermediates."""
+    root, issuing = province.root(), province.issuing()
+    as_roots = TrustAnchors(roots=(root, issuing))
+    as_intermediate = TrustAnchors(roots=(root,), intermediates=(issuing,))
+    assert as_roots.fingerprint != as_intermediate.fingerprint
+    assert (
+        TrustAnchors(roots=(issuing,), intermediates=(root,)).fingerprint
+        != TrustAnchors(roots=(root,), intermediates=(issuing,)).fingerprint
+    )
+
+
+def _header_bytes(token: str) -> bytes:
+    return b64url_decode(token.split(".")[0])
+
+
+def test_known_header_tail_with_a_changed_head_is_judged_exactly(
+    province: Province, seal_id: str
+) -> None:
+    """A header whose base64url tail (the x5c) was seen before is parsed from its head
+    only; a head that repeats `x5c` or names another `kid` is refused as before."""
+    sealer = province.sealer(seal_id)
+    token = jws_seal.seal(DOC, sealer, now=province.clock.now())
+    anchors, now = province.anchors(), province.clock.now()
+    assert jws_seal.verify(token, anchors, now).passed  # the tail is known now
+    header = _header_bytes(token)
+    kid_member = f'"kid":"{sealer.kid}",'.encode()
+    assert kid_member in header[:144]
+    _, payload_b64, signature_b64 = token.split(".")
+
+    def with_head(member: bytes) -> str:
+        assert len(member) == len(kid_member)  # the tail stays byte for byte the same
+        forged = b64url(header.replace(kid_member, member))
+        assert forged[192:] == token.split(".")[0][192:]
+        return f"{forged}.{payload_b64}.{signature_b64}"
+
+    duplicate = jws_seal.verify(with_head(b'"x5c":"' + b"A" * 43 + b'",'), anchors, now)
+    assert duplicate.sub_indication is SubIndication.FORMAT_FAILURE
+    assert "duplicate member name 'x5c'" in duplicate.checks[-1].detail
+    wrong_kid = jws_seal.verify(with_head(b'"kid":"' + b"B" * 43 + b'",'), anchors, now)
+    assert wrong_kid.sub_indication is SubIndication.FORMAT_FAILURE
+    assert wrong_kid.checks[-1].name == "key_identifier"
+    unterminated = jws_seal.verify(with_head(b'"kid":"' + b"C" * 44 + b","), anchors, now)
+    assert unterminated.sub_indication is SubIndication.FORMAT_FAILURE
+    no_kid = jws_seal.verify(with_head(b'"zzz":"' + sealer.kid.encode() + b'",'), anchors, now)
+    # parsed like any header, without kid: only the signature no longer matches
+    assert no_kid.sub_indication is SubIndication.SIG_CRYPTO_FAILURE
+
+
+def test_reports_render_as_their_to_dict(province: Province, seal_id: str, token: str) -> None:
+    """`ReportEncoder` writes what `json.dumps(report.to_dict())` writes, byte for byte,
+    for PASSED, FAILED and INDETERMINATE reports, from fresh and remembered fragments."""
+    sealer = province.sealer(seal_id)
+    tokens = [jws_seal.seal({"i": i, "x": 0.5}, sealer, now=province.clock.now()) for i in range(3)]
+    h, _, s = token.split(".")
+    tampered = f"{h}.{b64url(b'{}')}.{s}"
+    untrusted = TrustAnchors(roots=(province.issuing(),))
+    encoder = ReportEncoder()
+    for anchors in (province.anchors(), untrusted, province.anchors()):
+        reports = jws_seal.verify_batch(
+            [*tokens, tampered, "garbage", token], anchors, province.clock.now()
+        )
+        expected = {
+            "count": len(reports),
+            "passed": sum(r.passed for r in reports),
+            "reports": [r.to_dict() for r in reports],
+        }
+        dumped = json.dumps(expected, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        assert encoder.encode_batch(reports) == dumped.encode()
+        for report in reports:
+            assert (
+                encoder.encode(report)
+                == json.dumps(report.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+            )
+    # A document is written as it was sealed (RFC 8785): the same JSON value, though
+    # ECMAScript spells some numbers unlike Python (1e-7, not 1e-07).
+    small = jws_seal.seal({"small": 1e-7}, sealer, now=province.clock.now())
+    report = jws_seal.verify_batch([small], province.anchors(), province.clock.now())[0]
+    assert report.passed and b'"document":{"small":1e-7}' in encoder.encode(report)
+    assert json.loads(encoder.encode(report)) == report.to_dict()
+
+
+def test_known_header_tail_after_a_long_head(province: Province, seal_id: str) -> None:
+    """The `x5c` member may start beyond the split (a long member before it): the bytes
+    between are kept with the tail, and a second token of that shape reads the same."""
+    sealer = province.sealer(seal_id)
+    header, payload, _ = _parts(jws_seal.seal(DOC, sealer, now=province.clock.now()))
+    anchors, now = province.anchors(), province.clock.now()
+    for second in range(3):
+        long_head = dict(header, sigT=f"2026-03-01T09:00:0{second}Z", jku="https://x/" + "j" * 300)
+        signing_input = f"{b64url(canonical_json(long_head))}.{b64url(payload)}"
+        forged = f"{signing_input}.{b64url(sealer.signer.sign(signing_input.encode()))}"
+        assert len(forged.split(".")[0]) > 600
+        assert _header_bytes(forged).index(b',"x5c":') > 144  # the member starts in the tail
+        report = jws_seal.verify(forged, anchors, now)
+        assert report.passed, report.to_dict()
+        assert report.signing_time is not None and report.signing_time.second == second
+        assert any(c.name == "ignored_headers" for c in report.checks)
+
+
+def test_es256_signature_to_der_matches_cryptography() -> None:
+    """R || S to DER, including leading zero bytes and high bits (RFC 3279 §2.2.3)."""
+    cases = [bytes(64), b"\x80" * 64, b"\0" * 31 + b"\x01" + b"\0" * 31 + b"\xff"]
+    cases += [secrets.token_bytes(64) for _ in range(2000)]
+    cases += [b"\0" * n + secrets.token_bytes(64 - n) for n in range(1, 40)]
+    for signature in cases:
+        expected = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
+        assert jws_seal._der_signature(signature) == expected, signature.hex()

@@ -4,6 +4,7 @@ offline verifier), /pki/crl/{ca}.crl and /tsa."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keys.kek import KeyEncryptionKeys
 from kit.clock import FrozenClock
-from signing import jws_seal, pades
+from kit.db import transaction
+from signing import jws_seal, pades, seals
 from signing.trust import TrustAnchors
 from tests.signing.province import Province, blank_pdf
+from web import signing_routes
 from web.signing_routes import router
 
 
@@ -145,3 +148,50 @@ def test_tsa_endpoint(client: TestClient) -> None:
         "/tsa", content=b"0" * 5000, headers={"content-type": "application/timestamp-query"}
     )
     assert r.status_code == 413
+
+
+def _verify_token(client: TestClient, token: str) -> dict[str, Any]:
+    r = client.post("/api/v1/verify", content=token, headers={"content-type": "application/jose"})
+    assert r.status_code == 200
+    return dict(r.json())
+
+
+def test_revocation_in_this_process_shows_at_once(
+    client: TestClient, province: Province, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trust anchors are kept between requests; what the admin API calls after a
+    change (`invalidate_trust`) makes the next verification read them again, however long
+    the recheck interval."""
+    monkeypatch.setattr(signing_routes, "TRUST_RECHECK_SECONDS", 3600.0)
+    seal = province.new_seal()
+    token = jws_seal.seal({"a": 2}, province.sealer(seal.id), now=province.clock.now())
+    assert _verify_token(client, token)["indication"] == "PASSED"
+    batch = client.post("/api/v1/verify", json={"jws": [token, token]}).json()
+    assert batch["passed"] == 2
+    with transaction(province.factory) as s:
+        seals.revoke_seal(s, province.clock, province.pki, seal.id, reason="key_compromise")
+    client.app.state.signing.invalidate_trust()  # what the admin API does after a change
+    report = _verify_token(client, token)
+    assert report["sub_indication"] == "REVOKED_NO_POE", report
+    batch = client.post("/api/v1/verify", json={"jws": [token, token]}).json()
+    assert batch["passed"] == 0
+    assert {r["sub_indication"] for r in batch["reports"]} == {"REVOKED_NO_POE"}
+
+
+def test_revocation_by_another_process_shows_after_the_recheck_interval(
+    client: TestClient, province: Province, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change this process did not make (another replica, the CLI) is seen once the
+    CRL numbers are read again, at most `TRUST_RECHECK_SECONDS` later."""
+    monkeypatch.setattr(signing_routes, "TRUST_RECHECK_SECONDS", 0.2)
+    seal = province.new_seal()
+    token = jws_seal.seal({"a": 3}, province.sealer(seal.id), now=province.clock.now())
+    assert _verify_token(client, token)["indication"] == "PASSED"
+    with transaction(province.factory) as s:
+        seals.suspend_seal(s, province.clock, province.pki, seal.id, reason="investigation")
+    time.sleep(0.3)
+    assert _verify_token(client, token)["sub_indication"] == "TRY_LATER"
+    with transaction(province.factory) as s:
+        seals.reinstate_seal(s, province.clock, province.pki, seal.id)
+    time.sleep(0.3)
+    assert _verify_token(client, token)["indication"] == "PASSED"

@@ -13,6 +13,7 @@ import io
 import json
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from signing import jws_seal
 from signing.trust import TrustAnchors
 from tests.signing.province import blank_pdf
 from tests.web.live import BIN, LiveServer
+from web.signing_routes import TRUST_RECHECK_SECONDS
 
 DOC = {"licence": "结婚证", "holder": "张三", "issued": "2026-03-01", "n": [1, 2.5, None]}
 
@@ -448,6 +450,26 @@ def test_revoked_seal_shows_in_verification(world: World) -> None:
         ),
         400,
     )
+
+
+def test_revocation_by_another_process_shows_within_the_recheck_interval(
+    world: World,
+) -> None:
+    """The server keeps its trust anchors between verifications and reads the CRL numbers
+    again at most every `TRUST_RECHECK_SECONDS`: a revocation made through the CLI (a
+    process other than the server) shows in the server's verification that soon."""
+    seal = world.new_seal(name="示范市民政局行政审批专用章", type="行政审批专用章")
+    token = world.seal_json(seal["id"]).json()["jws"]
+    assert world.verify(token)["indication"] == "PASSED"
+    assert tongban(world.live, "seal", "revoke", seal["id"], "--reason", "key_compromise")
+    revoked_at = time.monotonic()
+    report = world.verify(token)
+    while report["indication"] == "PASSED" and time.monotonic() - revoked_at < 10:
+        time.sleep(0.1)
+        report = world.verify(token)
+    assert report["sub_indication"] in ("REVOKED", "REVOKED_NO_POE"), report
+    # generous for a loaded machine, but bounded: the interval, not a cache lifetime
+    assert time.monotonic() - revoked_at < TRUST_RECHECK_SECONDS + 5
 
 
 def test_renewal_keeps_old_documents_valid(world: World) -> None:
