@@ -11,9 +11,10 @@ UTF-16; strings escape only `"`, `\\` and C0 controls, lower-case hex) at C spee
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kit.ids import b64url, b64url_decode
@@ -43,9 +44,13 @@ _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fa
 _string: Callable[[str], str] = json.encoder.encode_basestring
 
 
+_NO_OFFSET = timedelta(0)
+
+
 def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds, the precision both databases keep."""
-    if moment.tzinfo is not UTC:
+    # psycopg gives a zone such as `Etc/UTC`: already UTC, so only the offset is checked.
+    if moment.tzinfo is not UTC and moment.utcoffset() != _NO_OFFSET:
         moment = moment.astimezone(UTC)
     # isoformat ends in "+00:00" for UTC; RFC 3339 allows "Z", which we always write.
     return moment.isoformat(timespec="microseconds")[:-6] + "Z"
@@ -111,6 +116,34 @@ def leaf_data(
         ).encode()
     except (TypeError, AttributeError, UnicodeEncodeError) as exc:
         raise ValueError(str(exc)) from exc
+
+
+def chain_leaf_hashes(
+    rows: Iterable[Sequence[Any]], prev: bytes
+) -> tuple[list[bytes], list[bytes]]:
+    """The RFC 9162 leaf hashes of consecutive events, each chained to the one before
+    (`prev` before the first): (prev hashes, leaf hashes), one of each per row.
+
+    Rows are laid out as `audit._bulk.PendingRow` (id, event_id, stored time, event,
+    actor, subject, client_id, source, result, details, RFC 3339 time). The same bytes
+    as `leaf_hash(leaf_data(...))` with both calls inlined: the sequencer hashes a
+    thousand events a batch, and the calls would be a third of the cost."""
+    prevs: list[bytes] = []
+    leaves: list[bytes] = []
+    sha256, string, opt = hashlib.sha256, _string, _opt
+    for _, event_id, _, event, actor, subject, client_id, source, result, details, at in rows:
+        prevs.append(prev)
+        prev = sha256(
+            b"\x00"
+            + (
+                f'{{"actor":{opt(actor)},"client_id":{opt(client_id)},'
+                f'"details":{string(details)},"event":{string(event)},"id":{string(event_id)},'
+                f'"prev":"{b64url(prev)}","result":{string(result)},"source":{opt(source)},'
+                f'"subject":{opt(subject)},"time":"{at}","v":{ENTRY_VERSION}}}'
+            ).encode()
+        ).digest()
+        leaves.append(prev)
+    return prevs, leaves
 
 
 def entry_bytes(entry: Mapping[str, Any]) -> bytes:

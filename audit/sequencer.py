@@ -18,16 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit._entry import GENESIS, decode_hashes, encode_hashes, leaf_data
+from audit._bulk import SQLITE_WRITERS, delete_pending, insert_events, read_pending
+from audit._entry import GENESIS, chain_leaf_hashes, decode_hashes, encode_hashes
 from audit.checkpoints import DEFAULT_LOG_ID, sign_checkpoint
 from audit.errors import AuditError
-from audit.merkle import EMPTY_ROOT, CompactRange, leaf_hash
-from audit.models import EVENT_TABLE, PENDING_TABLE, Checkpoint, TreeState
+from audit.merkle import EMPTY_ROOT, CompactRange
+from audit.models import PENDING_TABLE, Checkpoint, TreeState
 from keys.signer import Signer
 from kit.clock import Clock
 from kit.db import transaction
@@ -37,7 +39,24 @@ __all__ = ["LOCK_KEY", "CheckpointInfo", "Sequencer", "TickResult", "TreeHead", 
 #: PostgreSQL advisory-lock key of the audit log (keys/ uses 7310001).
 LOCK_KEY = 7310004
 _PENDING = PENDING_TABLE
-_EVENTS = EVENT_TABLE
+#: At most this long the sequencer waits, between batches, for writers of its process
+#: (see `audit._bulk.WriterGate`): a batch, not the whole backlog, is what they wait for.
+_GIVE_WAY_SECONDS = 0.1
+_STATE = cast(Table, TreeState.__table__)
+_READ_STATE = select(_STATE.c.size, _STATE.c.frontier, _STATE.c.last_leaf_hash).where(
+    _STATE.c.id == 1
+)
+_WRITE_STATE = (
+    update(_STATE)
+    .where(_STATE.c.id == 1)
+    .values(
+        size=bindparam("size"),
+        root_hash=bindparam("root_hash"),
+        frontier=bindparam("frontier"),
+        last_leaf_hash=bindparam("last_leaf_hash"),
+        updated_at=bindparam("updated_at"),
+    )
+)
 
 
 def lock_log(session: Session, *, wait: bool = True) -> bool:
@@ -146,8 +165,12 @@ class Sequencer:
         left, or `limit` were placed. Returns how many were placed; 0 without waiting when
         `wait` is off and another replica holds the lock."""
         total = 0
+        bind = self._factory.kw.get("bind")
+        sqlite = bind is not None and bind.dialect.name == "sqlite"
         while limit is None or total < limit:
             size = self.batch_size if limit is None else min(self.batch_size, limit - total)
+            if sqlite and total:
+                SQLITE_WRITERS.wait_for_writers(_GIVE_WAY_SECONDS)
             with transaction(self._factory) as session:
                 if not lock_log(session, wait=wait):
                     break
@@ -159,10 +182,16 @@ class Sequencer:
 
     def _append(self, session: Session, size: int) -> int:
         now = self._clock.now()
-        state = load_state(session, now)
-        rows = session.execute(select(_PENDING).order_by(_PENDING.c.id).limit(size)).all()
+        connection = session.connection()
+        rows = read_pending(connection, size)
         if not rows:
             return 0
+        # Core, not the ORM object: its load and flush cost as much as hashing a
+        # hundred events, and a batch runs every few seconds under load.
+        state = connection.execute(_READ_STATE).first()
+        if state is None:
+            load_state(session, now)
+            state = connection.execute(_READ_STATE).one()
         try:
             compact = CompactRange(state.size, decode_hashes(state.frontier) or ())
         except AuditError as exc:
@@ -171,52 +200,20 @@ class Sequencer:
             raise AuditError(
                 "the audit tree state is corrupt; run `tongban audit verify`", detail=str(exc)
             ) from exc
-        prev = state.last_leaf_hash
-        position = state.size
-        batch = []
-        for row in rows:
-            digest = leaf_hash(
-                leaf_data(
-                    event_id=row.event_id,
-                    time=row.recorded_at,
-                    event=row.event,
-                    actor=row.actor,
-                    subject=row.subject,
-                    client_id=row.client_id,
-                    source=row.source,
-                    result=row.result,
-                    details=row.details,
-                    prev=prev,
-                )
-            )
-            batch.append(
-                {
-                    "position": position,
-                    "event_id": row.event_id,
-                    "recorded_at": row.recorded_at,
-                    "event": row.event,
-                    "actor": row.actor,
-                    "subject": row.subject,
-                    "client_id": row.client_id,
-                    "source": row.source,
-                    "result": row.result,
-                    "details": row.details,
-                    "prev_hash": prev,
-                    "leaf_hash": digest,
-                }
-            )
-            compact.append(digest)
-            prev = digest
-            position += 1
-        session.execute(insert(_EVENTS), batch)
-        # By id, never `id <= max`: on PostgreSQL a smaller id can commit after a larger
-        # one, and must stay pending for the next batch rather than vanish.
-        session.execute(delete(_PENDING).where(_PENDING.c.id.in_([row.id for row in rows])))
-        state.size = position
-        state.root_hash = compact.root()
-        state.frontier = encode_hashes(compact.hashes)
-        state.last_leaf_hash = prev
-        state.updated_at = now
+        prevs, leaves = chain_leaf_hashes(rows, state.last_leaf_hash)
+        compact.extend(leaves)
+        insert_events(connection, state.size, rows, prevs, leaves)
+        delete_pending(connection, rows)
+        connection.execute(
+            _WRITE_STATE,
+            {
+                "size": compact.size,
+                "root_hash": compact.root(),
+                "frontier": encode_hashes(compact.hashes),
+                "last_leaf_hash": leaves[-1],
+                "updated_at": now,
+            },
+        )
         return len(rows)
 
     # -- checkpoints --------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Audit-log benchmarks (issue 4): append throughput, the cost `record()` adds to an
-action's transaction, and verification time — 1,000,000 events through the verifier (from
+"""Audit-log benchmarks (issue 4): CPU per event of group commit (`record_many`) and of
+sequencing, append throughput, the cost `record()` adds to an action's transaction, and
+verification time — 1,000,000 events through the verifier (from
 event content, as `verify_log` reads it, without the database) and a smaller log read back
 from SQLite and PostgreSQL.
 
@@ -10,6 +11,7 @@ the local server (`TONGBAN_TEST_PG`, as the tests use); they are skipped without
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import statistics
@@ -182,6 +184,174 @@ def _append(factory: sessionmaker[Session], backend: str) -> list[tuple[str, str
     ]
 
 
+# -- CPU per event of the group-commit path ----------------------------------------------------
+
+BATCH_EVENTS = 20_000
+BATCH_SIZES = (64, 500)
+
+
+def _token_event(i: int) -> dict[str, object]:
+    """What the token endpoint hands to group commit for a client_credentials token."""
+    return {
+        "event": "token.issued",
+        "actor": f"client:dept-{i % 50}",
+        "client_id": f"dept-{i % 50}",
+        "source": f"10.0.{i % 256}.1",
+        "details": {"scope": "licence:read", "grant": "client_credentials"},
+    }
+
+
+def _backend_pid(factory: sessionmaker[Session]) -> int | None:
+    """The PostgreSQL server process behind the (single) pooled connection, if this machine
+    can read its CPU time: the server shares the machine's cores with the application."""
+    with factory() as session:
+        pid = int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
+def _proc_cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_figure(here: float, server: float | None) -> str:
+    """Seconds of CPU per event as µs, here and (when it is on this machine) in the server."""
+    figure = f"{here * 1e6:5.1f} µs CPU per event"
+    if server is not None:
+        figure += f" (+ {server * 1e6:.1f} µs in the PostgreSQL server)"
+    return figure
+
+
+def _group_commit_cost(url: str, backend: str) -> list[tuple[str, str]]:
+    """CPU per event of what auditing adds to a machine token: `record_many` in one
+    transaction per batch (as `web.audit_batch` commits them), then sequencing into the
+    tree. Process CPU time, not wall time: steadier on a shared machine, and what the
+    server's throughput pays. The best of three rounds, so outside load inflates less."""
+    engine = make_engine(url, pool_size=1)
+    figures = []
+    try:
+        factory = make_session_factory(engine)
+        pid = _backend_pid(factory) if backend == "postgresql" else None
+        clock = FrozenClock()
+        log = AuditLog(pseudonym_key=b"b" * 32, clock=clock)
+        sequencer = Sequencer(factory, clock, batch_size=1000)
+        with engine.begin() as connection:  # warm up caches and the statements
+            log.record_many(connection, [_token_event(i) for i in range(64)])
+        sequencer.sequence()
+        record: dict[int, tuple[float, float]] = {}
+        sequence: list[tuple[float, float]] = []
+        for _round in range(3):
+            for size in BATCH_SIZES:
+                batches = [
+                    [_token_event(i) for i in range(start, start + size)]
+                    for start in range(0, BATCH_EVENTS // 3, size)
+                ]
+                count = sum(len(b) for b in batches)
+                server, started = _proc_cpu(pid), time.process_time()
+                for batch in batches:
+                    with engine.begin() as connection:
+                        log.record_many(connection, batch)
+                here, server = time.process_time() - started, _proc_cpu(pid) - server
+                best = record.get(size)
+                if best is None or here / count < best[0]:
+                    record[size] = (here / count, server / count)
+            with factory() as session:
+                pending = sequencer.pending(session)
+            server, started = _proc_cpu(pid), time.process_time()
+            placed = sequencer.sequence()
+            here, server = time.process_time() - started, _proc_cpu(pid) - server
+            assert placed == pending
+            sequence.append((here / placed, server / placed))
+        on_server = pid is not None
+        for size in BATCH_SIZES:
+            here, server = record[size]
+            figures.append(
+                (
+                    f"audit[{backend}]: record_many, batches of {size}",
+                    _cpu_figure(here, server if on_server else None),
+                )
+            )
+        here, server = min(sequence)
+        figures.append(
+            (
+                f"audit[{backend}]: sequence into the tree (batches of 1000)",
+                _cpu_figure(here, server if on_server else None),
+            )
+        )
+        smallest = BATCH_SIZES[0]
+        figures.append(
+            (
+                f"audit[{backend}]: record (batches of {smallest}) + sequence, per event",
+                f"{(record[smallest][0] + here) * 1e6:5.1f} µs CPU in the application process",
+            )
+        )
+    finally:
+        engine.dispose()
+    return figures
+
+
+#: The token endpoint's own CPU per request, simulated around group commit (≈ its cost
+#: with auditing off, bench/README.md).
+TOKEN_CPU_SECONDS = 170e-6
+
+
+def _group_commit_overhead(url: str) -> list[tuple[str, str]]:
+    """What `web.audit_batch` adds per token, with `connections` requests in flight at
+    once as under wrk: each spends the token's CPU, then waits for its event's commit.
+    Process CPU per request beyond the token's own (validation, insert, commit, the hand-
+    over to the writer thread), and the request rate against the same loop without
+    auditing. Sequencing is not included (see the figure above)."""
+    from types import SimpleNamespace
+
+    from web.audit_batch import AuditBatcher
+
+    def spend() -> None:
+        until = time.process_time() + TOKEN_CPU_SECONDS
+        while time.process_time() < until:
+            pass
+
+    async def client(batcher: AuditBatcher | None, requests: int) -> None:
+        for i in range(requests):
+            spend()
+            if batcher is None:
+                await asyncio.sleep(0)
+            else:
+                await batcher.record([_token_event(i)])
+
+    async def clients(batcher: AuditBatcher | None, connections: int, requests: int) -> None:
+        await asyncio.gather(*(client(batcher, requests) for _ in range(connections)))
+
+    engine = make_engine(url)
+    figures = []
+    try:
+        runtime = SimpleNamespace(
+            engine=engine, audit=AuditLog(pseudonym_key=b"b" * 32, clock=FrozenClock())
+        )
+        for connections in (8, 64):
+            requests = 12_000 // connections
+            rates = []
+            for audited in (False, True):
+                batcher = AuditBatcher(runtime) if audited else None  # type: ignore[arg-type]
+                asyncio.run(clients(batcher, connections, 20))
+                cpu, wall = time.process_time(), time.perf_counter()
+                asyncio.run(clients(batcher, connections, requests))
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                rates.append((cpu / (requests * connections), requests * connections / wall))
+            (bare_cpu, bare_rate), (audited_cpu, audited_rate) = rates
+            figures.append(
+                (
+                    f"audit[sqlite]: group commit, {connections} requests in flight",
+                    f"+{(audited_cpu - bare_cpu) * 1e6:.1f} µs CPU per token "
+                    f"({100 * (1 - audited_rate / bare_rate):.0f}% fewer requests/s)",
+                )
+            )
+    finally:
+        engine.dispose()
+    return figures
+
+
 def _bulk_fill(factory: sessionmaker[Session], count: int) -> None:
     """Pending events in bulk (1000 per transaction), then sequenced."""
     clock = FrozenClock()
@@ -204,14 +374,15 @@ def _bulk_fill(factory: sessionmaker[Session], count: int) -> None:
 
 
 def _db_verify(factory: sessionmaker[Session], backend: str) -> list[tuple[str, str]]:
-    count = DB_VERIFY_EVENTS[backend] - APPEND_EVENTS[backend]
-    _bulk_fill(factory, count)
-    total = count + APPEND_EVENTS[backend]
+    with factory() as session:
+        logged = Sequencer.head(session).size + Sequencer.pending(session)
+    _bulk_fill(factory, max(DB_VERIFY_EVENTS[backend] - logged, 0))
     started = time.perf_counter()
     report = verify_log(factory)
     seconds = time.perf_counter() - started
     if report.findings:
         raise RuntimeError(report.summary())
+    total = report.events_checked
     return [
         (
             f"audit[{backend}]: verify {total:,} stored events",
@@ -223,10 +394,11 @@ def _db_verify(factory: sessionmaker[Session], backend: str) -> list[tuple[str, 
 
 def _backend(url: str, backend: str) -> list[tuple[str, str]]:
     upgrade(url)
+    figures = _group_commit_cost(url, backend)
     engine = make_engine(url)
     try:
         factory = make_session_factory(engine)
-        return _append(factory, backend) + _db_verify(factory, backend)
+        return figures + _append(factory, backend) + _db_verify(factory, backend)
     finally:
         engine.dispose()
 
@@ -251,6 +423,7 @@ def run() -> list[tuple[str, str]]:
     figures: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as folder:
         figures += _backend(f"sqlite:///{Path(folder) / 'bench.db'}", "sqlite")
+        figures += _group_commit_overhead(f"sqlite:///{Path(folder) / 'bench.db'}")
     figures += _postgresql()
     figures += verify_million()
     return figures

@@ -3,6 +3,7 @@ independent implementation, and the I-JSON limits."""
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import random
@@ -14,6 +15,8 @@ import pytest
 
 from kit.canonical import (
     CanonicalisationError,
+    _canonical_json_full,
+    _plain,
     canonical_json,
     is_canonical,
     loads_strict,
@@ -105,3 +108,121 @@ def test_parse_canonical_fast_path_agrees_with_the_definition(text: bytes) -> No
     except CanonicalisationError:
         accepted = False
     assert accepted == expected
+
+
+# -- the C encoder's fast path gives the definition's bytes ---------------------------------
+
+
+def _outcome(function: Any, value: Any) -> bytes | type:
+    try:
+        return function(value)  # type: ignore[no-any-return]
+    except CanonicalisationError as exc:
+        return type(exc)
+
+
+class _Name(str):
+    pass
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+_EDGE_STRINGS = [
+    "",
+    "plain",
+    '"quoted" \\ back\\slash /',
+    "\x00\x01\x08\t\n\x0b\x0c\r\x1f\x7f\x80\x9f",
+    "\u2028\u2029\u202e\ufeff",
+    "é中文🎉",
+    "\U0001f600\ufb33",
+    "\ud800",
+    "\udfff lone",
+]
+_EDGE_VALUES: list[Any] = [
+    *_EDGE_STRINGS,
+    0,
+    -0,
+    1,
+    -1,
+    2**53,
+    -(2**53),
+    2**53 + 1,
+    -(2**53) - 1,
+    0.0,
+    -0.0,
+    1.0,
+    0.1,
+    1e21,
+    1e-7,
+    float("nan"),
+    True,
+    False,
+    None,
+    _Name("sub"),
+    _Level.HIGH,
+    b"bytes",
+]
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth < 4 and roll < 0.25:
+        keys = [*_EDGE_STRINGS, "a", "b", "aa", "B", "_", "~", "\x7f", "ascii", _Name("k")]
+        return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randrange(5))}
+    if depth < 4 and roll < 0.4:
+        items = [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+        return tuple(items) if rng.random() < 0.2 else items
+    return rng.choice(_EDGE_VALUES)
+
+
+def test_fast_path_gives_the_definitions_bytes_or_error() -> None:
+    rng = random.Random(8785)
+    plain = 0
+    for _ in range(20_000):
+        value = _random_value(rng)
+        plain += _plain(value, 0)
+        assert _outcome(canonical_json, value) == _outcome(_canonical_json_full, value), value
+    assert plain > 2000  # the fast path was taken, not only the fallback
+
+
+@pytest.mark.parametrize("case", VECTORS["documents"])
+def test_fast_path_on_the_rfc_documents(case: dict[str, str]) -> None:
+    value = json.loads(case["input"])
+    assert canonical_json(value) == _canonical_json_full(value)
+    if _plain(value, 0):
+        assert canonical_json(value).decode("utf-8") == case["canonical"]
+
+
+def test_fast_path_agrees_with_an_independent_implementation() -> None:
+    rfc8785 = pytest.importorskip("rfc8785")
+    rng = random.Random(6)
+    for _ in range(5_000):
+        value = _random_value(rng)
+        if not _plain(value, 0):
+            continue
+        try:
+            expected = rfc8785.dumps(value)
+        except Exception:  # its own limits (lone surrogates, 2^53 itself)
+            continue
+        assert canonical_json(value) == expected, value
+
+
+def test_fast_path_limits() -> None:
+    """Depth, member names and types at the fast path's edges go to the definition."""
+    deep: Any = "leaf"
+    for _ in range(64):
+        deep = [deep]
+    assert canonical_json(deep) == b"[" * 64 + b'"leaf"' + b"]" * 64
+    with pytest.raises(CanonicalisationError):
+        canonical_json([deep])
+    assert not _plain({"é": 1}, 0) and not _plain({"a": 1.5}, 0)
+    assert not _plain(_Level.HIGH, 0) and not _plain({_Name("k"): 1}, 0)
+    assert canonical_json({"\U0001f600": 1, "\ufb33": 2}) == canonical_json(
+        {"\ufb33": 2, "\U0001f600": 1}
+    )
+    assert canonical_json({"b": (1, "x"), "a": [None, True]}) == b'{"a":[null,true],"b":[1,"x"]}'
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises((CanonicalisationError, RecursionError)):
+        canonical_json(cycle)
