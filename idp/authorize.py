@@ -27,7 +27,7 @@ from idp.oauth import AuthorizedUser, CoreRequest, CoreResponse, TongbanServer
 
 RESPONSE_MODES = ("query", "form_post")
 
-Kind = Literal["redirect", "form_post", "error_page", "login", "otp", "consent"]
+Kind = Literal["redirect", "form_post", "error_page", "login", "otp", "consent", "act_for"]
 
 
 @dataclass
@@ -250,6 +250,22 @@ def authorize(
         row = _interaction(ctx, request, browser_secret, interaction, "consent")
         return Outcome("consent", interaction=row, client=client)
 
+    # decide_acting: an agent says whom this session acts for, once per session
+    acting_done = interaction is not None and interaction.acting_done
+    wants_enterprise = "enterprise" in (
+        scope_to_list(oauth_client.get_allowed_scope(data.get("scope"))) or []
+    )
+    if (
+        wants_enterprise
+        and not acting_done
+        and (not user.sso.acting_chosen or "select_account" in prompts)
+        and ctx.enterprises.for_agent(account.id)
+    ):
+        if "none" in prompts:
+            return fail("account_selection_required", "The user must choose whom to act for.")
+        row = _interaction(ctx, request, browser_secret, interaction, "act_for")
+        return Outcome("act_for", interaction=row, client=client)
+
     # issue_code
     resp = server.create_authorization_response(request, grant_user=user, grant=grant)
     if interaction is not None:
@@ -286,6 +302,24 @@ def consent_scopes(ctx: Context, interaction: Interaction) -> tuple[Client | Non
     wanted = (requested & USER_SCOPES) | (scopes_for_claims(claims) & set(client.scopes))
     order = list(USER_SCOPES)
     return client, sorted(wanted, key=lambda s: order.index(s) if s in order else 99)
+
+
+def record_acting(ctx: Context, sso: SsoSession, account: Account, uscc: str | None) -> bool:
+    """The agent's answer to "whom do you act for": an enterprise it is an agent of, or
+    None for themself. False (nothing changed) for an enterprise it does not act for."""
+    enterprise = ctx.enterprises.agent_of(account.id, uscc) if uscc else None
+    if uscc and enterprise is None:
+        return False
+    sso.acting_for = enterprise.id if enterprise else None
+    sso.acting_chosen = True
+    ctx.audit.record(
+        ctx.session,
+        "session.acting_selected",
+        actor=f"user:{account.id}",
+        subject=account.id,
+        details={"enterprise": enterprise.id if enterprise else None},
+    )
+    return True
 
 
 def record_consent(ctx: Context, account: Account, client: Client, scopes: list[str]) -> None:

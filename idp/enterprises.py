@@ -76,3 +76,26 @@ class Enterprises:
             .order_by(Enterprise.name)
         ).all()
         return [{"uscc": e.uscc, "name": e.name, "role": role} for e, role in rows]
+
+    def acting_claim(self, enterprise_id: str | None, account_id: str) -> dict[str, str] | None:
+        """The `act_for` claim: the enterprise the agent acts for, while they still are
+        its agent (an agent removed since loses it at the next token)."""
+        if not enterprise_id:
+            return None
+        row = self.session.execute(
+            select(Enterprise, EnterpriseAgent.role)
+            .join(EnterpriseAgent, EnterpriseAgent.enterprise_id == Enterprise.id)
+            .where(Enterprise.id == enterprise_id, EnterpriseAgent.account_id == account_id)
+        ).first()
+        if row is None:
+            return None
+        enterprise, role = row
+        return {"uscc": enterprise.uscc, "name": enterprise.name, "role": role}
+
+    def agent_of(self, account_id: str, uscc: str) -> Enterprise | None:
+        """The enterprise with credit code `uscc` if the account is one of its agents."""
+        return self.session.execute(
+            select(Enterprise)
+            .join(EnterpriseAgent, EnterpriseAgent.enterprise_id == Enterprise.id)
+            .where(Enterprise.uscc == uscc, EnterpriseAgent.account_id == account_id)
+        ).scalar_one_or_none()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kit.db import Base, UtcDateTime
@@ -117,6 +117,10 @@ class SsoSession(Base):
     amr: Mapped[list[str]] = mapped_column(JSON)
     user_agent: Mapped[str | None] = mapped_column(String(256), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    #: An agent (经办人) says once per session whether it acts for an enterprise (its id)
+    #: or for themself (None with `acting_chosen`); `prompt=select_account` asks again.
+    acting_for: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    acting_chosen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SessionClient(Base):
@@ -145,6 +149,7 @@ class Interaction(Base):
     account_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     login_done: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    acting_done: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
@@ -183,6 +188,8 @@ class Grant(Base):
     acr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     amr: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     claims: Mapped[Json | None] = mapped_column(JSON, nullable=True)
+    #: the enterprise the agent acted for when the grant was made (`act_for` claim)
+    acting_for: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     absolute_expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # indexed: each server process reads recent revocations every second (token_cache)
@@ -207,6 +214,7 @@ class AuthorizationCode(Base):
     acr: Mapped[str] = mapped_column(String(64))
     amr: Mapped[list[str]] = mapped_column(JSON)
     claims: Mapped[Json | None] = mapped_column(JSON, nullable=True)
+    acting_for: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -140,6 +140,14 @@ def issue_user_tokens(
 ) -> dict[str, Any]:
     """Access token (+ refresh token) (+ ID token) for a user grant."""
     sub = ctx.sub_for(client, account.id)
+    scopes = scope_to_list(scope) or []
+    # Whom the agent acts for travels with every token of the grant, like `acr`: the
+    # department system and its APIs must know the enterprise the request is made for.
+    act_for = (
+        ctx.enterprises.acting_claim(grant.acting_for, account.id)
+        if "enterprise" in scopes
+        else None
+    )
     access, ttl = ctx.tokens.access_token(
         client_id=client.client_id,
         sub=sub,
@@ -148,6 +156,7 @@ def issue_user_tokens(
         auth_time=grant.auth_time,
         acr=grant.acr,
         sid=grant.session_id,
+        act_for=act_for,
     )
     token: dict[str, Any] = {
         "access_token": access,
@@ -157,7 +166,6 @@ def issue_user_tokens(
     }
     if refresh_scope is not None:
         token["refresh_token"] = ctx.tokens.new_refresh_token(grant, refresh_scope)
-    scopes = scope_to_list(scope) or []
     if "openid" in scopes:
         # Only the claims asked for in `claims.id_token`, and never the ID number: ID tokens
         # travel through browsers and logout URLs (id_token_hint); userinfo carries it.
@@ -174,6 +182,8 @@ def issue_user_tokens(
                 requested=requested,
             )
             extra = {k: v for k, v in released.items() if k in requested}
+        if act_for is not None:
+            extra["act_for"] = act_for
         token["id_token"] = ctx.tokens.id_token(
             alg=client.id_token_alg,
             client_id=client.client_id,
@@ -269,6 +279,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
                 acr=user.sso.acr,
                 amr=list(user.sso.amr),
                 claims=getattr(request, "claims_request", None),
+                acting_for=(
+                    user.sso.acting_for if "enterprise" in scope_to_list(request.scope) else None
+                ),
                 created_at=now,
                 expires_at=now + timedelta(seconds=ctx.config.code_ttl),
             )
@@ -353,6 +366,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             claims=rec.row.claims,
         )
         grant.id = rec.row.grant_id
+        grant.acting_for = rec.row.acting_for
         ctx.session.flush()
         return issue_user_tokens(
             ctx,
@@ -659,6 +673,7 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
                     "acr",
                     "auth_time",
                     "sid",
+                    "act_for",
                 )
                 if k in c
             }

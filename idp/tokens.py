@@ -73,6 +73,7 @@ class Tokens:
         auth_time: datetime | None = None,
         acr: str | None = None,
         sid: str | None = None,
+        act_for: dict[str, str] | None = None,
     ) -> tuple[str, int]:
         now = epoch(self.clock.now())
         ttl = self.config.access_token_ttl
@@ -94,6 +95,8 @@ class Tokens:
             claims["acr"] = acr
         if sid:
             claims["sid"] = sid
+        if act_for:
+            claims["act_for"] = act_for
         return sign_compact(self.keys.signer("ES256"), claims, typ=ACCESS_TOKEN_TYP), ttl
 
     def verify_access_token(

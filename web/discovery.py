@@ -48,6 +48,7 @@ def metadata(issuer: str) -> dict[str, Any]:
             "phone_number_verified",
             "id_number",
             "enterprises",
+            "act_for",
         ],
         "claims_parameter_supported": True,
         "request_parameter_supported": False,

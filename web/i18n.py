@@ -30,6 +30,17 @@ TEXT: dict[str, tuple[str, str]] = {
         "您可以随时在“我的账号”中撤销授权。",
         "You can withdraw this any time under “My account”.",
     ),
+    "act_for.title": ("选择办事身份", "Whom do you act for?"),
+    "act_for.intro": (
+        "您是以下企业的经办人。请选择本次登录代表谁办理业务：",
+        "You are an agent of the enterprises below. Choose whom this login acts for:",
+    ),
+    "act_for.self": ("以个人身份办理", "Myself, as a citizen"),
+    "act_for.uscc": ("统一社会信用代码", "Credit code"),
+    "act_for.note": (
+        "所选身份适用于本次登录的所有政务系统；如需更换，请退出后重新登录。",
+        "The choice applies to every department system in this login; log out to change it.",
+    ),
     "error.title": ("无法完成请求", "The request cannot be completed"),
     "error.back": ("返回首页", "Back to start"),
     "logout.title": ("退出登录", "Log out"),

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from idp.accounts import ACR_MFA, ACR_PASSWORD
-from idp.authorize import Outcome, consent_scopes, deliver, record_consent
+from idp.authorize import Outcome, consent_scopes, deliver, record_acting, record_consent
 from idp.claims import SCOPE_TEXT
 from idp.context import Context
 from idp.errors import LoginFailed, SecondFactorFailed
@@ -319,6 +319,61 @@ async def consent_submit(request: Request) -> Response:
             )
             ctx.interactions.finish(row)
             return outcome
+
+    target = await run_in_threadpool(work)
+    if target is None:
+        return _expired(request, b, secret)
+    return answer_step(request, target, secret=secret)
+
+
+@router.get("/act-for")
+async def act_for_page(request: Request, interaction: str = "") -> Response:
+    runtime, b, _ = _parts(request)
+    secret, _ = b.secret(request)
+    cookie = b.session_value(request)
+
+    def work() -> dict[str, Any] | None:
+        with unit_of_work(runtime, request) as ctx:
+            row = ctx.interactions.load(interaction, browser_secret=secret)
+            sso = ctx.sessions.from_cookie(cookie)
+            if row is None or row.stage != "act_for" or sso is None:
+                return None
+            return {
+                "client_name": _client_name(ctx, row),
+                "enterprises": ctx.enterprises.for_agent(sso.account_id),
+                "ui_locales": row.params.get("ui_locales"),
+            }
+
+    data = await run_in_threadpool(work)
+    if data is None:
+        return _expired(request, b, secret)
+    return b.render(request, "act_for.html", secret=secret, interaction=interaction, **data)
+
+
+@router.post("/act-for")
+async def act_for_submit(request: Request) -> Response:
+    runtime, b, _ = _parts(request)
+    form = dict(await form_pairs(request))
+    secret, _ = b.secret(request)
+    if not b.csrf_ok(request, form):
+        return _expired(request, b, secret)
+    cookie = b.session_value(request)
+    choice = form.get("act_for", "")
+
+    def work() -> Outcome | str | None:
+        with unit_of_work(runtime, request) as ctx:
+            row = ctx.interactions.load(form.get("interaction"), browser_secret=secret)
+            sso = ctx.sessions.from_cookie(cookie)
+            if row is None or row.stage != "act_for" or sso is None:
+                return None
+            account = ctx.session.get(Account, sso.account_id)
+            if account is None:
+                return None
+            uscc = None if choice == "self" else choice.strip().upper()
+            if not record_acting(ctx, sso, account, uscc):
+                return None
+            row.acting_done = True
+            return continue_interaction(ctx, row, sso=sso, browser_secret=secret)
 
     target = await run_in_threadpool(work)
     if target is None:

@@ -129,7 +129,12 @@ def render_outcome(
         )
     else:
         assert outcome.interaction is not None
-        path = {"login": "/login", "otp": "/login/otp", "consent": "/consent"}[outcome.kind]
+        path = {
+            "login": "/login",
+            "otp": "/login/otp",
+            "consent": "/consent",
+            "act_for": "/act-for",
+        }[outcome.kind]
         response = see_other(f"{path}?interaction={outcome.interaction.id}")
     if new_cookie:
         b.remember(response, secret)
@@ -317,6 +322,10 @@ async def userinfo_endpoint(request: Request) -> Response:
                     requested=requested,
                 ),
             }
+            if "enterprise" in scopes:
+                act_for = ctx.enterprises.acting_claim(grant.acting_for, account.id)
+                if act_for is not None:
+                    body["act_for"] = act_for
             return JSONResponse(body, headers=JSON_HEADERS)
 
     return await run_in_threadpool(work)

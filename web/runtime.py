@@ -217,6 +217,7 @@ _EVENT_TEXT = {
     "login.failed": ("登录失败", "Login failed"),
     "session.created": ("开始登录会话", "Session started"),
     "session.ended": ("登录会话结束", "Session ended"),
+    "session.acting_selected": ("选择办事身份", "Chose whom to act for"),
     "consent.granted": ("授权政务系统", "Allowed a department system"),
     "consent.revoked": ("撤销授权", "Withdrew an authorisation"),
     "token.issued": ("政务系统获取了访问令牌", "A department system got a token"),
