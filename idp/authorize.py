@@ -23,7 +23,13 @@ from idp.claims import USER_SCOPES, parse_claims_request, scopes_for_claims
 from idp.clients import OAuthClient
 from idp.context import Context
 from idp.models import Account, Client, Consent, Interaction, SsoSession
-from idp.oauth import AuthorizedUser, CoreRequest, CoreResponse, TongbanServer
+from idp.oauth import (
+    AuthorizedUser,
+    CoreRequest,
+    CoreResponse,
+    TongbanServer,
+    requested_resources,
+)
 
 RESPONSE_MODES = ("query", "form_post")
 
@@ -138,9 +144,12 @@ def authorize(
         return fail("request_not_supported", "Request objects are not supported.")
     if "request_uri" in data:
         return fail("request_uri_not_supported", "request_uri is not supported.")
-    for values in request.payload.datalist.values():
-        if len(values) > 1:
+    for name, values in request.payload.datalist.items():
+        if len(values) > 1 and name != "resource":  # RFC 8707 §2: resource may repeat
             return fail("invalid_request", "A parameter is repeated.")
+    resources = requested_resources(request)
+    if any(r not in client.resources for r in resources):
+        return fail("invalid_target", "The client may not ask for a token for this resource.")
     if len(data.get("nonce") or "") > 512 or len(data.get("state") or "") > 1024:
         return fail("invalid_request", "The nonce or state is too long.")
     try:
@@ -285,6 +294,8 @@ def _interaction(
         return existing
     # Keys starting with "_" are ours (e.g. `_return`): a request may not smuggle them in.
     params = {k: v for k, v in request.payload.data.items() if not k.startswith("_")}
+    if "resource" in params:  # it may repeat; a URI never contains a space
+        params["resource"] = " ".join(requested_resources(request))
     return ctx.interactions.start(params, browser_secret=browser_secret, stage=stage)
 
 
@@ -363,5 +374,6 @@ def revoke_consent(ctx: Context, account: Account, client_id: str) -> None:
 
 
 def request_from_interaction(ctx: Context, interaction: Interaction) -> CoreRequest:
-    params = list(interaction.params.items())
+    params = [(k, v) for k, v in interaction.params.items() if k != "resource"]
+    params += [("resource", r) for r in str(interaction.params.get("resource", "")).split()]
     return CoreRequest("GET", f"{ctx.config.issuer}/authorize", {}, params)

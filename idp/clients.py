@@ -78,6 +78,15 @@ def validate_uri(uri: str, *, what: str) -> str:
     return uri
 
 
+def validate_resource(uri: str) -> str:
+    """A resource indicator (RFC 8707 §2): an absolute URI without fragment (and, as the
+    RFC advises, without query), https unless loopback."""
+    validate_uri(uri, what="resource")
+    if urlsplit(uri).query:
+        raise ClientError("a resource must not contain a query")
+    return uri
+
+
 def _without_port(uri: str) -> str:
     """`uri` with the loopback port removed, as text (only for URIs `is_loopback` took)."""
     return re.sub(r"^(http://(?:127\.0\.0\.1|\[::1\])):\d{1,5}", r"\1", uri)
@@ -149,6 +158,7 @@ class Clients:
         jwks: dict[str, Any] | None = None,
         scopes: Iterable[str] = (),
         grant_types: Iterable[str] = (),
+        resources: Iterable[str] = (),
         id_token_alg: str = "ES256",
         statutory_purpose: str | None = None,
         department_uscc: str | None = None,
@@ -184,6 +194,9 @@ class Clients:
                 raise ClientError(f"unknown scope {s!r}")
         if "id_number" in scope_list and not (statutory_purpose or "").strip():
             raise ClientError("the id_number scope needs a recorded statutory purpose")
+        resource_list = [validate_resource(r) for r in dict.fromkeys(resources)]
+        if len(resource_list) > 20:
+            raise ClientError("at most 20 resources")
         if id_token_alg not in ID_TOKEN_ALGS:
             raise ClientError("ID token algorithm must be ES256 or RS256")
         uscc = normalise_uscc(department_uscc) if department_uscc else None
@@ -205,6 +218,7 @@ class Clients:
             jwks=jwks,
             scopes=scope_list,
             grant_types=grants,
+            resources=resource_list,
             id_token_alg=id_token_alg,
             sector_identifier=sector,
             statutory_purpose=statutory_purpose,

@@ -89,6 +89,8 @@ class Client(Base):
     jwks: Mapped[Json | None] = mapped_column(JSON, nullable=True)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Resource servers (RFC 8707) this client may ask tokens for; their URIs become `aud`.
+    resources: Mapped[list[str]] = mapped_column(JSON, default=list)
     id_token_alg: Mapped[str] = mapped_column(String(16), default="ES256")
     sector_identifier: Mapped[str] = mapped_column(String(255))
     statutory_purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -190,6 +192,8 @@ class Grant(Base):
     claims: Mapped[Json | None] = mapped_column(JSON, nullable=True)
     #: the enterprise the agent acted for when the grant was made (`act_for` claim)
     acting_for: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: resource servers the grant covers (RFC 8707); tokens may be narrowed to some
+    resources: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     absolute_expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # indexed: each server process reads recent revocations every second (token_cache)
@@ -215,6 +219,7 @@ class AuthorizationCode(Base):
     amr: Mapped[list[str]] = mapped_column(JSON)
     claims: Mapped[Json | None] = mapped_column(JSON, nullable=True)
     acting_for: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    resources: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

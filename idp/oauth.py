@@ -24,6 +24,7 @@ from authlib.oauth2.rfc6749 import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
     OAuth2Payload,
     OAuth2Request,
     grants,
@@ -58,6 +59,33 @@ from kit.ids import new_id, new_secret
 TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+
+
+class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+    """RFC 8707 §2: the requested resource is invalid, unknown or not allowed."""
+
+    error = "invalid_target"
+
+
+def requested_resources(request: OAuth2Request) -> list[str]:
+    """The `resource` parameters of a request (RFC 8707 §2), in order, once each."""
+    return list(dict.fromkeys(request.payload.datalist.get("resource", [])))
+
+
+def check_resources(requested: list[str], allowed: list[str]) -> None:
+    if any(r not in allowed for r in requested):
+        raise InvalidTargetError(
+            description="The client may not ask for a token for this resource."
+        )
+
+
+def audience(requested: list[str], granted: list[str] | None) -> str | list[str] | None:
+    """`aud` of an access token: the resources asked for now, else those of the grant,
+    else None for the default (this issuer, for userinfo and the admin API)."""
+    chosen = requested or granted or []
+    if not chosen:
+        return None
+    return chosen[0] if len(chosen) == 1 else chosen
 
 
 # -- requests and responses, free of any web framework ----------------------------------
@@ -137,8 +165,10 @@ def issue_user_tokens(
     scope: str,
     refresh_scope: str | None,
     nonce: str | None,
+    resources: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Access token (+ refresh token) (+ ID token) for a user grant."""
+    """Access token (+ refresh token) (+ ID token) for a user grant; the access token's
+    audience is `resources` (RFC 8707), or this issuer by default."""
     sub = ctx.sub_for(client, account.id)
     scopes = scope_to_list(scope) or []
     # Whom the agent acts for travels with every token of the grant, like `acr`: the
@@ -157,6 +187,7 @@ def issue_user_tokens(
         acr=grant.acr,
         sid=grant.session_id,
         act_for=act_for,
+        audience=audience(resources or [], None),
     )
     token: dict[str, Any] = {
         "access_token": access,
@@ -282,6 +313,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
                 acting_for=(
                     user.sso.acting_for if "enterprise" in scope_to_list(request.scope) else None
                 ),
+                resources=requested_resources(request) or None,
                 created_at=now,
                 expires_at=now + timedelta(seconds=ctx.config.code_ttl),
             )
@@ -306,6 +338,8 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         now = ctx.clock.now()
         if row.expires_at <= now:
             return None
+        # Before the code is spent: a mistaken resource must not cost the client its code.
+        check_resources(requested_resources(self.request), row.resources or client.row.resources)
         won = ctx.session.execute(
             update(AuthorizationCode)
             .where(
@@ -367,6 +401,8 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         )
         grant.id = rec.row.grant_id
         grant.acting_for = rec.row.acting_for
+        requested = requested_resources(self.request)
+        grant.resources = rec.row.resources or requested or None
         ctx.session.flush()
         return issue_user_tokens(
             ctx,
@@ -376,6 +412,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             scope=scope,
             refresh_scope=scope if include_refresh_token else None,
             nonce=rec.row.nonce,
+            resources=requested or grant.resources,
         )
 
 
@@ -433,6 +470,11 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     def validate_token_request(self) -> None:
         super().validate_token_request()
         record: RefreshRecord = self.request.refresh_token
+        # Before the token is spent (RFC 8707 §2.2: a refresh may narrow the audience).
+        check_resources(
+            requested_resources(self.request),
+            record.grant.resources or self.request.client.row.resources,
+        )
         if not self.ctx.tokens.claim_refresh_token(record.row):
             # Lost a race with another use of the same token: that is reuse too.
             self._reuse_detected(record.grant)
@@ -465,6 +507,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             scope=scope or record.row.scope,
             refresh_scope=record.row.scope,
             nonce=None,
+            resources=requested_resources(self.request) or record.grant.resources,
         )
 
 
@@ -489,8 +532,13 @@ class ClientCredentials(grants.ClientCredentialsGrant):  # type: ignore[misc]
         if not set(requested) <= allowed:
             raise InvalidScopeError("The client is not registered for the requested scope.")
         granted = " ".join(requested)
+        resources = requested_resources(self.request)
+        check_resources(resources, client.resources)
         access, ttl = ctx.tokens.access_token(
-            client_id=client.client_id, sub=client.client_id, scope=granted
+            client_id=client.client_id,
+            sub=client.client_id,
+            scope=granted,
+            audience=audience(resources, None),
         )
         ctx.audit_later(
             "token.issued",
@@ -633,7 +681,9 @@ def find_token(ctx: Context, token_string: str) -> dict[str, Any] | None:
         grant = ctx.session.get(Grant, row.grant_id)
         return {"kind": "refresh", "row": row, "grant": grant} if grant else None
     try:
-        claims = ctx.tokens.verify_access_token(token_string, may_block=ctx.may_block)
+        claims = ctx.tokens.verify_access_token(
+            token_string, any_audience=True, may_block=ctx.may_block
+        )
     except InvalidJws:
         return None
     return {"kind": "access", "claims": claims}

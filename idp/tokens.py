@@ -100,12 +100,19 @@ class Tokens:
         return sign_compact(self.keys.signer("ES256"), claims, typ=ACCESS_TOKEN_TYP), ttl
 
     def verify_access_token(
-        self, token: str, *, audience: str | None = None, may_block: bool = True
+        self,
+        token: str,
+        *,
+        audience: str | None = None,
+        any_audience: bool = False,
+        may_block: bool = True,
     ) -> dict[str, Any]:
         """Check signature, type, issuer, expiry, audience, the client and revocation
         (RFC 9068 §4).
 
         Raises `InvalidJws` for anything wrong; the caller maps it to `invalid_token`.
+        `any_audience` is for introspection and revocation, which answer about tokens
+        issued for any resource server.
         With `may_block=False` (on the event loop) it raises `WouldBlock` instead of
         reading the database."""
         claims = self.cache.verified(token) if self.cache is not None else None
@@ -123,7 +130,7 @@ class Tokens:
             raise InvalidJws("token expired")
         aud = claims.get("aud")
         auds = [aud] if isinstance(aud, str) else (aud or [])
-        if (audience or self.config.issuer) not in auds:
+        if not any_audience and (audience or self.config.issuer) not in auds:
             raise InvalidJws("token is not meant for this resource")
         if self.client_active is not None and not self.client_active(str(claims.get("client_id"))):
             raise InvalidJws("the token's client is no longer registered")

@@ -35,6 +35,11 @@ class ClientIn(BaseModel):
     jwks: dict[str, Any] | None = None
     scopes: list[str] = Field(default_factory=list, max_length=20)
     grant_types: list[str] = Field(default_factory=list, max_length=3)
+    resources: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Resource servers (RFC 8707) the client may ask tokens for",
+    )
     id_token_alg: Literal["ES256", "RS256"] = "ES256"
     statutory_purpose: str | None = Field(default=None, max_length=500)
     department_uscc: str | None = None
@@ -49,6 +54,7 @@ class ClientOut(BaseModel):
     backchannel_logout_uri: str | None
     scopes: list[str]
     grant_types: list[str]
+    resources: list[str]
     id_token_alg: str
     department_uscc: str | None
     client_secret: str | None = Field(default=None, description="Shown once, at creation")
@@ -90,6 +96,7 @@ def _client_out(c: Client, secret: str | None = None) -> ClientOut:
         backchannel_logout_uri=c.backchannel_logout_uri,
         scopes=c.scopes,
         grant_types=c.grant_types,
+        resources=c.resources or [],
         id_token_alg=c.id_token_alg,
         department_uscc=c.department_uscc,
         client_secret=secret,

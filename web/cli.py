@@ -109,6 +109,7 @@ def client_add(
     jwks_file: Annotated[Path | None, typer.Option("--jwks-file")] = None,
     scope: Annotated[list[str] | None, typer.Option("--scope")] = None,
     grant_type: Annotated[list[str] | None, typer.Option("--grant-type")] = None,
+    resource: Annotated[list[str] | None, typer.Option("--resource")] = None,
     id_token_alg: Annotated[str, typer.Option("--id-token-alg")] = "ES256",
     statutory_purpose: Annotated[str | None, typer.Option("--statutory-purpose")] = None,
     department_uscc: Annotated[str | None, typer.Option("--department-uscc")] = None,
@@ -131,6 +132,7 @@ def client_add(
                 jwks=jwks,
                 scopes=scope or [],
                 grant_types=grant_type or [],
+                resources=resource or [],
                 id_token_alg=id_token_alg,
                 statutory_purpose=statutory_purpose,
                 department_uscc=department_uscc,
@@ -142,6 +144,7 @@ def client_add(
                 "auth_method": reg.client.auth_method,
                 "scopes": reg.client.scopes,
                 "grant_types": reg.client.grant_types,
+                "resources": reg.client.resources,
             }
             if reg.secret:
                 out["client_secret"] = reg.secret
