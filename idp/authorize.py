@@ -187,8 +187,16 @@ def authorize(
             err.error or "invalid_request", err.description or "Invalid request.", client
         )
 
-    login_done = interaction is not None and interaction.login_done
-    consent_done = interaction is not None and interaction.consent_done
+    # The steps done in an interaction count only for the account that did them: on a
+    # shared browser another citizen may pick the same interaction up.
+    own = (
+        interaction
+        if interaction is not None
+        and interaction.account_id == (account.id if account is not None else None)
+        else None
+    )
+    login_done = own is not None and own.login_done
+    consent_done = own is not None and own.consent_done
 
     # check_id_token_hint
     hint_mismatch = False
@@ -260,14 +268,21 @@ def authorize(
         return Outcome("consent", interaction=row, client=client)
 
     # decide_acting: an agent says whom this session acts for, once per session
-    acting_done = interaction is not None and interaction.acting_done
+    acting_done = own is not None and own.acting_done
     wants_enterprise = "enterprise" in (
         scope_to_list(oauth_client.get_allowed_scope(data.get("scope"))) or []
+    )
+    sso_now = user.sso
+    # A choice stands while it is still true: an agent removed from the enterprise since
+    # is asked again rather than silently taken for acting for themself.
+    choice_stands = sso_now.acting_chosen and (
+        sso_now.acting_for is None
+        or ctx.enterprises.acting_claim(sso_now.acting_for, account.id) is not None
     )
     if (
         wants_enterprise
         and not acting_done
-        and (not user.sso.acting_chosen or "select_account" in prompts)
+        and (not choice_stands or "select_account" in prompts)
         and ctx.enterprises.for_agent(account.id)
     ):
         if "none" in prompts:

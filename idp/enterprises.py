@@ -68,6 +68,25 @@ class Enterprises:
                 details={"agent": account.id},
             )
 
+    def remove_agent(
+        self, enterprise: Enterprise, account: Account, *, actor: str | None = None
+    ) -> bool:
+        """Withdraw an agent's authorisation. The caller also revokes the grants made while
+        acting for the enterprise (`Tokens.revoke_acting_grants`)."""
+        row = self.session.get(EnterpriseAgent, (enterprise.id, account.id))
+        if row is None:
+            return False
+        self.session.delete(row)
+        self.session.flush()
+        self.audit.record(
+            self.session,
+            "enterprise.agent_removed",
+            actor=actor,
+            subject=enterprise.id,
+            details={"agent": account.id},
+        )
+        return True
+
     def for_agent(self, account_id: str) -> list[dict[str, str]]:
         rows = self.session.execute(
             select(Enterprise, EnterpriseAgent.role)

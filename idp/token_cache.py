@@ -35,8 +35,13 @@ from kit.clock import Clock, epoch
 OVERLAP = timedelta(seconds=30)
 #: Key in `Session.info` where a unit of work lists its revocations until it commits.
 PENDING = "tongban.revoked"
-#: Expired entries are dropped this often, not on every sync.
-PRUNE_SECONDS = 60.0
+#: This often every relevant revocation is read again, not only the recent ones, and
+#: expired entries are dropped: so a revocation missed by the incremental reads (a replica
+#: clock more than `OVERLAP` off, a transaction committing later than that) counts here
+#: within this time at worst.
+FULL_READ_SECONDS = 60.0
+#: The longest access-token lifetime the settings allow (seconds).
+MAX_TOKEN_LIFE = 3600
 
 
 class AccessTokenCache:
@@ -52,27 +57,38 @@ class AccessTokenCache:
         self.sync_seconds = sync_seconds
         self.max_tokens = max_tokens
         # A grant revoked this long ago has no live token left: its tokens were issued
-        # before the revocation and live `token_ttl` at most.
-        self._grant_memory = timedelta(seconds=token_ttl) + OVERLAP
+        # before the revocation and live `token_ttl` at most (the longest lifetime the
+        # settings allow, so a lowered setting cannot shorten the memory under old tokens).
+        self._grant_memory = timedelta(seconds=max(token_ttl, MAX_TOKEN_LIFE)) + OVERLAP
         self._verified: dict[str, dict[str, Any]] = {}
+        self._keys = ""  # fingerprint of the key set the verified tokens were checked with
         self._jtis: dict[str, int] = {}  # jti -> the token's exp
         self._grants: dict[str, datetime] = {}  # gid -> when it may be forgotten
         self._synced_at = float("-inf")  # monotonic time of the last completed read
         self._read_from: datetime | None = None
-        self._pruned_at = float("-inf")
+        self._full_read_at = float("-inf")
         self._reading = threading.Lock()  # one database read at a time
         self._lock = threading.Lock()  # guards changes to the revocation sets
 
     # -- verified tokens ----------------------------------------------------------------
 
-    def verified(self, token: str) -> dict[str, Any] | None:
+    def verified(self, token: str, keys: str) -> dict[str, Any] | None:
+        """Claims of a token whose signature was checked against the key set with
+        fingerprint `keys`. Any change of the key set (a key published, retired or revoked
+        after a compromise) forgets every token: a revoked key's tokens must fail at once."""
+        if keys != self._keys:
+            self._verified, self._keys = {}, keys
+            return None
         return self._verified.get(token)
 
-    def remember(self, token: str, claims: dict[str, Any]) -> None:
-        if len(self._verified) >= self.max_tokens:
+    def remember(self, token: str, claims: dict[str, Any], keys: str) -> None:
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, int) or not isinstance(exp, int) or exp - iat > MAX_TOKEN_LIFE:
+            return  # no token of ours lives longer; never keep what we would not issue
+        if keys != self._keys or len(self._verified) >= self.max_tokens:
             # Dropping everything is cheaper than LRU bookkeeping on every hit, and only
             # costs one signature check per live token afterwards.
-            self._verified = {}
+            self._verified, self._keys = {}, keys
         self._verified[token] = claims
 
     # -- revocations --------------------------------------------------------------------
@@ -99,13 +115,14 @@ class AccessTokenCache:
         try:
             started = time.monotonic()
             now = self.clock.now()
-            since = (self._read_from or now - self._grant_memory) - OVERLAP
+            full = started - self._full_read_at > FULL_READ_SECONDS
+            since = (now - self._grant_memory if full else self._read_from or now) - OVERLAP
             jti_query = select(RevokedAccessToken.jti, RevokedAccessToken.expires_at).where(
                 RevokedAccessToken.expires_at > now
             )
-            if self._read_from is not None:
-                # Rows older than the revoked_at column have no time; the first read,
-                # which takes every unexpired row, has them.
+            if not full:
+                # A full read takes every unexpired row, also those older than the
+                # revoked_at column (which have no time).
                 jti_query = jti_query.where(RevokedAccessToken.revoked_at >= since)
             jtis = session.execute(jti_query).all()
             grants = session.execute(
@@ -117,9 +134,9 @@ class AccessTokenCache:
                 for gid, revoked_at in grants:
                     if revoked_at is not None:  # the query asks for revoked ones only
                         self._grants[gid] = revoked_at + self._grant_memory
-                if started - self._pruned_at > PRUNE_SECONDS:
+                if full:
                     self._forget_expired(now)
-                    self._pruned_at = started
+                    self._full_read_at = started
             self._read_from = now
             self._synced_at = started
         finally:

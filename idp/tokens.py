@@ -115,13 +115,14 @@ class Tokens:
         issued for any resource server.
         With `may_block=False` (on the event loop) it raises `WouldBlock` instead of
         reading the database."""
-        claims = self.cache.verified(token) if self.cache is not None else None
+        keys = self.keys.fingerprint
+        claims = self.cache.verified(token, keys) if self.cache is not None else None
         if claims is None:
             _, claims = verify_compact(
                 token, self.keys.verify_keys, algorithms=["ES256"], typ=ACCESS_TOKEN_TYP
             )
             if self.cache is not None:
-                self.cache.remember(token, claims)
+                self.cache.remember(token, claims, keys)
         now = epoch(self.clock.now())
         if claims.get("iss") != self.config.issuer:
             raise InvalidJws("token was not issued here")
@@ -308,6 +309,19 @@ class Tokens:
                 self.revoke_grant(grant.id, "logout")
                 revoked.append(grant.id)
         return revoked
+
+    def revoke_acting_grants(self, account_id: str, enterprise_id: str, reason: str) -> int:
+        """Every live grant in which the account acted for the enterprise."""
+        ids = list(
+            self.session.execute(
+                select(Grant.id).where(
+                    Grant.account_id == account_id,
+                    Grant.acting_for == enterprise_id,
+                    Grant.revoked_at.is_(None),
+                )
+            ).scalars()
+        )
+        return sum(self.revoke_grant(gid, reason) for gid in ids)
 
     def revoke_account_grants(self, account_id: str, client_id: str | None, reason: str) -> int:
         query = select(Grant.id).where(Grant.account_id == account_id, Grant.revoked_at.is_(None))

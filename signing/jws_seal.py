@@ -329,8 +329,9 @@ def _leaf_at(
         crl = context.crls.current(chain[position + 1], moment)
         if crl is None:  # cannot happen for a clean path; never keep what is not proven
             return leaf, None
-        if crl.next_update_utc is not None:
-            until = min(until, crl.next_update_utc)
+        # A CRL without nextUpdate is acceptable only up to its thisUpdate.
+        crl_until = crl.next_update_utc or crl.last_update_utc
+        until = min(until, crl_until)
     return leaf, until
 
 

@@ -244,6 +244,34 @@ def enterprise_add(
     _out(out, as_json)
 
 
+@enterprise_app.command("remove-agent")
+def enterprise_remove_agent(
+    uscc: Annotated[str, typer.Option("--uscc")],
+    agent_id_number: Annotated[str, typer.Option("--agent-id-number")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Withdraw an agent: the grants made acting for the enterprise are revoked, and a
+    session that acted for it asks again at its next authorization."""
+    from kit.errors import TongbanError
+    from kit.identifiers import normalise_uscc
+
+    rt = _runtime()
+    try:
+        with rt.factory.begin() as session:
+            ctx = rt.context(session)
+            ent = ctx.enterprises.by_uscc(normalise_uscc(uscc))
+            account = ctx.accounts.find_by_id_number(agent_id_number)
+            if ent is None or account is None:
+                raise TongbanError("no such enterprise or agent")
+            if not ctx.enterprises.remove_agent(ent, account, actor="operator:cli"):
+                raise TongbanError("that citizen is not an agent of the enterprise")
+            revoked = ctx.tokens.revoke_acting_grants(account.id, ent.id, "agent_removed")
+            out = {"uscc": ent.uscc, "revoked_grants": revoked}
+    except TongbanError as exc:
+        _fail(exc.description)
+    _out(out, as_json)
+
+
 @keys_app.command("list")
 def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from keys.keyring import key_summary

@@ -48,6 +48,14 @@ def _expired(request: Request, b: Browser, secret: str) -> Response:
     )
 
 
+def _bind(row: Interaction, account_id: str) -> None:
+    """The interaction now belongs to `account_id`; what another account did in it
+    (consent, the acting choice) does not carry over (a shared browser)."""
+    if row.account_id != account_id:
+        row.consent_done = row.acting_done = False
+    row.account_id = account_id
+
+
 def _client_name(ctx: Context, row: Interaction) -> str | None:
     client = ctx.clients.get(str(row.params.get("client_id", "")))
     return client.name if client else None
@@ -124,12 +132,14 @@ async def login_submit(request: Request) -> Response:
                     "row": row.id,
                 }
             if ctx.accounts.has_second_factor(account):
-                row.stage, row.account_id = "otp", account.id
+                _bind(row, account.id)
+                row.stage = "otp"
                 return {"kind": "otp", "row": row.id}
             sid, cookie = establish_session(
                 ctx, account, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=old_cookie
             )
-            row.login_done, row.account_id = True, account.id
+            _bind(row, account.id)
+            row.login_done = True
             sso = ctx.session.get(SsoSession, sid)
             outcome = continue_interaction(ctx, row, sso=sso, browser_secret=secret)
             return {"kind": "done", "outcome": outcome, "cookie": cookie}
@@ -295,7 +305,7 @@ async def consent_submit(request: Request) -> Response:
                 return None
             if decision == "allow":
                 record_consent(ctx, account, client, scopes)
-                row.consent_done = True
+                row.consent_done, row.account_id = True, account.id
                 return continue_interaction(ctx, row, sso=sso, browser_secret=secret)
             # deny: tell the client, with its state (RFC 6749 §4.1.2.1)
             ctx.audit.record(
@@ -372,7 +382,7 @@ async def act_for_submit(request: Request) -> Response:
             uscc = None if choice == "self" else choice.strip().upper()
             if not record_acting(ctx, sso, account, uscc):
                 return None
-            row.acting_done = True
+            row.acting_done, row.account_id = True, account.id
             return continue_interaction(ctx, row, sso=sso, browser_secret=secret)
 
     target = await run_in_threadpool(work)

@@ -3,16 +3,20 @@ by this process's commits at once and by the database no later than `sync_second
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.context import Context, Services
 from idp.token_cache import AccessTokenCache
 from idp.tokens import WouldBlock
 from keys.jws import InvalidJws
+from keys.models import SigningKey
 from kit.clock import FrozenClock
 
 
@@ -152,11 +156,38 @@ def test_expired_entries_are_forgotten(
     token = machine_token(ctx, machine)
     ctx.tokens.revoke_access_token(token["claims"])
     ctx.session.commit()
-    assert cache.verified(token["token"]) is not None
+    assert cache.verified(token["token"], ctx.keys.fingerprint) is not None
     clock.advance(3600)
-    cache._pruned_at = float("-inf")  # prune on this sync rather than in a minute
+    cache._full_read_at = float("-inf")  # a full read (and pruning) on this sync
     cache._synced_at = float("-inf")
     cache.sync(ctx.session)
-    assert cache.verified(token["token"]) is None
+    assert cache.verified(token["token"], ctx.keys.fingerprint) is None
     assert token["claims"]["jti"] not in cache._jtis
     ctx.session.close()
+
+
+def test_a_revoked_signing_key_fails_its_tokens_at_once(
+    cache: AccessTokenCache,
+    services: Services,
+    factory: sessionmaker[Session],
+    machine: str,
+) -> None:
+    ctx = unit(services, factory)
+    token = machine_token(ctx, machine)["token"]
+    assert cache.verified(token, ctx.keys.fingerprint) is not None
+    kid = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+    with factory.begin() as session:  # what `KeyRing.revoke` does after a compromise
+        session.execute(update(SigningKey).where(SigningKey.kid == kid).values(state="revoked"))
+    ctx.session.close()
+    later = unit(services, factory)
+    with pytest.raises(InvalidJws):
+        later.tokens.verify_access_token(token)
+    later.session.close()
+
+
+def test_tokens_living_longer_than_any_we_issue_are_never_kept(cache: AccessTokenCache) -> None:
+    cache.remember("t", {"iat": 0, "exp": 3601}, "keys")
+    assert cache.verified("t", "keys") is None
+    cache.remember("t", {"iat": 0, "exp": 600}, "keys")
+    assert cache.verified("t", "keys") == {"iat": 0, "exp": 600}
+    assert cache.verified("t", "other keys") is None

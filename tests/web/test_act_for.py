@@ -5,6 +5,7 @@ get the choice as `act_for` in the ID token, the access token and userinfo."""
 from __future__ import annotations
 
 import random
+import time
 
 import httpx
 from joserfc import jwt
@@ -155,3 +156,63 @@ def test_no_acting_for_an_enterprise_one_is_not_agent_of_and_prompt_none_fails(
         )
     )
     assert query(silent.headers["location"])["error"] == "account_selection_required"
+
+
+def test_a_withdrawn_agent_loses_the_tokens_and_is_asked_again(
+    live: LiveServer, receiver: Receiver
+) -> None:
+    agent = live.add_user()
+    uscc = new_uscc()
+    live.cli("enterprise", "add", "--uscc", uscc, "--name", "戊公司",
+             "--agent-id-number", agent["id_number"], "--json")  # fmt: skip
+    reg = enterprise_client(live, receiver, "Housing")
+    browser = FormBrowser(live)
+    page, verifier = start(browser, live, reg)
+    page = browser.follow(
+        browser.post("/login", page, username=agent["id_number"], password=agent["password"])
+    )
+    if 'name="decision"' in page.text:
+        page = browser.follow(browser.post("/consent", page, decision="allow"))
+    token = tokens_for(live, reg, browser.post("/act-for", page, act_for=uscc), verifier)
+    assert token["id_claims"]["act_for"]["uscc"] == uscc
+
+    out = live.cli("enterprise", "remove-agent", "--uscc", uscc,
+                   "--agent-id-number", agent["id_number"], "--json")  # fmt: skip
+    assert out["revoked_grants"] == 1
+    auth = (reg["client_id"], reg["client_secret"])
+    deadline = time.monotonic() + 3  # another process revoked: within the sync interval
+    while httpx.post(
+        f"{live.url}/introspect", data={"token": token["access_token"]}, auth=auth
+    ).json()["active"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # the session's choice no longer stands; as the agent has no enterprise left, the
+    # login goes on for the citizen themself without the claim
+    page, verifier = start(browser, live, reg)
+    assert "/act-for" not in str(page.url)
+    assert "act_for" not in tokens_for(live, reg, page, verifier)["id_claims"]
+
+
+def test_consent_given_by_one_citizen_does_not_carry_over_to_another_on_the_same_browser(
+    live: LiveServer, receiver: Receiver
+) -> None:
+    first, second = live.add_user(), live.add_user()
+    uscc = new_uscc()
+    live.cli("enterprise", "add", "--uscc", uscc, "--name", "己公司",
+             "--agent-id-number", first["id_number"], "--json")  # fmt: skip
+    reg = enterprise_client(live, receiver, "Kiosk system")
+    browser = FormBrowser(live)
+    page, _ = start(browser, live, reg, prompt="consent")
+    page = browser.follow(
+        browser.post("/login", page, username=first["id_number"], password=first["password"])
+    )
+    page = browser.follow(browser.post("/consent", page, decision="allow"))
+    assert "/act-for" in str(page.url)  # the first citizen walks away here
+    interaction = browser.form(page)["interaction"]
+    login_page = browser.get(f"/login?interaction={interaction}")
+    after = browser.follow(
+        browser.post(
+            "/login", login_page, username=second["id_number"], password=second["password"]
+        )
+    )
+    assert 'name="decision"' in after.text  # asked for their own consent
