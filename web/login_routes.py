@@ -56,6 +56,18 @@ def _bind(row: Interaction, account_id: str) -> None:
     row.account_id = account_id
 
 
+def _at_step(
+    ctx: Context, interaction: str | None, stage: str, *, secret: str, cookie: str | None
+) -> tuple[Interaction, SsoSession] | None:
+    """The interaction of this browser waiting at `stage`, and the live session whose
+    citizen is to answer it; None when either is missing."""
+    row = ctx.interactions.load(interaction, browser_secret=secret)
+    sso = ctx.sessions.from_cookie(cookie)
+    if row is None or row.stage != stage or sso is None:
+        return None
+    return row, sso
+
+
 def _client_name(ctx: Context, row: Interaction) -> str | None:
     client = ctx.clients.get(str(row.params.get("client_id", "")))
     return client.name if client else None
@@ -261,10 +273,10 @@ async def consent_page(request: Request, interaction: str = "") -> Response:
 
     def work() -> dict[str, Any] | None:
         with unit_of_work(runtime, request) as ctx:
-            row = ctx.interactions.load(interaction, browser_secret=secret)
-            sso = ctx.sessions.from_cookie(cookie)
-            if row is None or row.stage != "consent" or sso is None:
+            found = _at_step(ctx, interaction, "consent", secret=secret, cookie=cookie)
+            if found is None:
                 return None
+            row, _sso = found
             client, scopes = consent_scopes(ctx, row)
             if client is None:
                 return None
@@ -295,10 +307,10 @@ async def consent_submit(request: Request) -> Response:
 
     def work() -> str | Outcome | None:
         with unit_of_work(runtime, request) as ctx:
-            row = ctx.interactions.load(form.get("interaction"), browser_secret=secret)
-            sso = ctx.sessions.from_cookie(cookie)
-            if row is None or row.stage != "consent" or sso is None:
+            found = _at_step(ctx, form.get("interaction"), "consent", secret=secret, cookie=cookie)
+            if found is None:
                 return None
+            row, sso = found
             client, scopes = consent_scopes(ctx, row)
             account = ctx.session.get(Account, sso.account_id)
             if client is None or account is None:
@@ -344,10 +356,10 @@ async def act_for_page(request: Request, interaction: str = "") -> Response:
 
     def work() -> dict[str, Any] | None:
         with unit_of_work(runtime, request) as ctx:
-            row = ctx.interactions.load(interaction, browser_secret=secret)
-            sso = ctx.sessions.from_cookie(cookie)
-            if row is None or row.stage != "act_for" or sso is None:
+            found = _at_step(ctx, interaction, "act_for", secret=secret, cookie=cookie)
+            if found is None:
                 return None
+            row, sso = found
             return {
                 "client_name": _client_name(ctx, row),
                 "enterprises": ctx.enterprises.for_agent(sso.account_id),
@@ -372,10 +384,10 @@ async def act_for_submit(request: Request) -> Response:
 
     def work() -> Outcome | str | None:
         with unit_of_work(runtime, request) as ctx:
-            row = ctx.interactions.load(form.get("interaction"), browser_secret=secret)
-            sso = ctx.sessions.from_cookie(cookie)
-            if row is None or row.stage != "act_for" or sso is None:
+            found = _at_step(ctx, form.get("interaction"), "act_for", secret=secret, cookie=cookie)
+            if found is None:
                 return None
+            row, sso = found
             account = ctx.session.get(Account, sso.account_id)
             if account is None:
                 return None

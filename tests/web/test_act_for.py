@@ -53,6 +53,18 @@ def start(browser: FormBrowser, live: LiveServer, reg: dict, **extra: str) -> tu
     return browser.follow(response), verifier
 
 
+def log_in(browser: FormBrowser, live: LiveServer, reg: dict, user: dict) -> tuple:
+    """Start an authorization, log in and consent: the page that follows, and the PKCE
+    verifier."""
+    page, verifier = start(browser, live, reg)
+    page = browser.follow(
+        browser.post("/login", page, username=user["id_number"], password=user["password"])
+    )
+    if 'name="decision"' in page.text:
+        page = browser.follow(browser.post("/consent", page, decision="allow"))
+    return page, verifier
+
+
 def tokens_for(live: LiveServer, reg: dict, done: httpx.Response, verifier: str) -> dict:
     assert done.status_code in (302, 303), done.text[:300]
     token = redeem(live, reg, query(done.headers["location"])["code"], verifier).json()
@@ -78,12 +90,7 @@ def test_an_agent_chooses_an_enterprise_once_per_session_and_every_system_learns
     market = enterprise_client(live, receiver, "Market regulation")
 
     browser = FormBrowser(live)
-    page, verifier = start(browser, live, tax)
-    page = browser.follow(
-        browser.post("/login", page, username=agent["id_number"], password=agent["password"])
-    )
-    if 'name="decision"' in page.text:
-        page = browser.follow(browser.post("/consent", page, decision="allow"))
+    page, verifier = log_in(browser, live, tax, agent)
     assert "/act-for" in str(page.url)
     assert "甲公司" in page.text and "乙公司" in page.text and first in page.text
     done = browser.post("/act-for", page, act_for=second)
@@ -112,12 +119,7 @@ def test_a_citizen_who_is_no_agent_is_never_asked(live: LiveServer, receiver: Re
     citizen = live.add_user()
     reg = enterprise_client(live, receiver, "Social security")
     browser = FormBrowser(live)
-    page, verifier = start(browser, live, reg)
-    page = browser.follow(
-        browser.post("/login", page, username=citizen["id_number"], password=citizen["password"])
-    )
-    if 'name="decision"' in page.text:
-        page = browser.follow(browser.post("/consent", page, decision="allow"))
+    page, verifier = log_in(browser, live, reg, citizen)
     token = tokens_for(live, reg, page, verifier)
     assert "act_for" not in token["id_claims"]
 
@@ -133,12 +135,7 @@ def test_no_acting_for_an_enterprise_one_is_not_agent_of_and_prompt_none_fails(
     live.cli("enterprise", "add", "--uscc", stranger, "--name", "丁公司", "--json")
     reg = enterprise_client(live, receiver, "Customs")
     browser = FormBrowser(live)
-    page, _ = start(browser, live, reg)
-    page = browser.follow(
-        browser.post("/login", page, username=agent["id_number"], password=agent["password"])
-    )
-    if 'name="decision"' in page.text:
-        page = browser.follow(browser.post("/consent", page, decision="allow"))
+    page, _ = log_in(browser, live, reg, agent)
     assert "/act-for" in str(page.url)
     refused = browser.post("/act-for", page, act_for=stranger)
     assert refused.status_code == 400 and "code=" not in refused.headers.get("location", "")
@@ -167,12 +164,7 @@ def test_a_withdrawn_agent_loses_the_tokens_and_is_asked_again(
              "--agent-id-number", agent["id_number"], "--json")  # fmt: skip
     reg = enterprise_client(live, receiver, "Housing")
     browser = FormBrowser(live)
-    page, verifier = start(browser, live, reg)
-    page = browser.follow(
-        browser.post("/login", page, username=agent["id_number"], password=agent["password"])
-    )
-    if 'name="decision"' in page.text:
-        page = browser.follow(browser.post("/consent", page, decision="allow"))
+    page, verifier = log_in(browser, live, reg, agent)
     token = tokens_for(live, reg, browser.post("/act-for", page, act_for=uscc), verifier)
     assert token["id_claims"]["act_for"]["uscc"] == uscc
 
