@@ -4,8 +4,8 @@ Introspection and userinfo check a JWT's signature and then its revocation (RFC 
 §4, RFC 7662 §2.2). Both are answered here when possible:
 
 - **Verified tokens.** A token string whose signature this process has already checked
-  (or that it signed itself) maps to its claims; expiry, issuer and audience are still
-  checked on every use, only the ECDSA verification is skipped.
+  against the current key set maps to its claims; expiry, issuer, audience, the client
+  and revocation are still checked on every use, only the ECDSA verification is skipped.
 - **Revocations.** Access tokens revoked by `jti`, and grants revoked (so every token
   carrying their `gid`), as a set in memory. This process's own revocations enter when
   their transaction commits. Those of other processes are read from the database at
