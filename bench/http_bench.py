@@ -231,6 +231,7 @@ def run() -> list[tuple[str, str]]:
         data,
         extra_env={
             "TONGBAN_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE": "1000000",
+            "TONGBAN_INTERACTIONS_PER_ADDRESS_PER_MINUTE": "1000000",
             "TONGBAN_ACCOUNT_LOCKOUT_THRESHOLD": "100",
         },
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -98,17 +99,17 @@ def session(factory: sessionmaker[Session]) -> Iterator[Session]:
 # -- a live server (tests/web, tests/browser) --------------------------------------------
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def served(
+    backend: str, data_dir: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[LiveServer]:
-    data_dir: Path = tmp_path_factory.mktemp(f"live-{request.param}")
-    if request.param == "sqlite":
+    """A real `tongban serve` on a fresh database of `backend`, stopped afterwards."""
+    if backend == "sqlite":
         url, name = f"sqlite:///{data_dir / 'tongban.db'}", None
     else:
         name, url = _fresh_pg_database()
     upgrade(url)
-    server = start_server(url, data_dir)
+    server = start_server(url, data_dir, extra_env=extra_env)
     try:
         yield server
     finally:
@@ -116,6 +117,14 @@ def live(
         server.runtime.engine.dispose()
         if name:
             _drop_pg_database(name)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    with served(request.param, tmp_path_factory.mktemp(f"live-{request.param}")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from idp.signin import establish_session
 from idp.throttle import Throttle
 from web.browser import Browser, see_other
 from web.http import form_pairs, unit_of_work
-from web.oidc_routes import answer_step, continue_interaction
+from web.oidc_routes import answer_step, continue_interaction, too_many_logins
 from web.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
@@ -75,8 +75,9 @@ def _client_name(ctx: Context, row: Interaction) -> str | None:
 
 @router.get("/login")
 async def login_page(request: Request, interaction: str = "") -> Response:
-    runtime, b, _ = _parts(request)
+    runtime, b, throttle = _parts(request)
     secret, new_cookie = b.secret(request)
+    limit = runtime.settings.interactions_per_address_per_minute
 
     def work() -> dict[str, Any] | None:
         with unit_of_work(runtime, request) as ctx:
@@ -84,7 +85,12 @@ async def login_page(request: Request, interaction: str = "") -> Response:
             if row is None:
                 if interaction:
                     return None
-                # A direct visit: log in to the account page.
+                # A direct visit: log in to the account page. It stores an interaction,
+                # so it counts against the address like a login a client starts.
+                now, key = ctx.clock.now(), f"interaction:{ctx.source}"
+                if throttle.failures(ctx.session, key, now) >= limit:
+                    return {"retry": throttle.retry_after(now)}
+                throttle.fail(ctx.session, key, now)
                 row = ctx.interactions.start(
                     {"_return": "/account"}, browser_secret=secret, stage="login"
                 )
@@ -101,6 +107,8 @@ async def login_page(request: Request, interaction: str = "") -> Response:
     data = await run_in_threadpool(work)
     if data is None:
         return _expired(request, b, secret)
+    if "retry" in data:
+        return too_many_logins(request, secret, data["retry"])
     return b.render(request, "login.html", secret=secret, new_secret_cookie=new_cookie, **data)
 
 

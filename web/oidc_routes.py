@@ -13,6 +13,7 @@ from idp.authorize import Outcome, authorize, request_from_interaction
 from idp.claims import user_claims
 from idp.context import Context
 from idp.models import Account, Client, Grant, Interaction, SsoSession
+from idp.throttle import Throttle
 from keys.jws import InvalidJws
 from web.browser import TEMPLATES, Browser, see_other
 from web.http import (
@@ -141,6 +142,23 @@ def render_outcome(
     return response
 
 
+def too_many_logins(request: Request, secret: str, retry_after: int) -> Response:
+    """429 page for an address that started more logins than a minute allows."""
+    b = browser(request)
+    t = b.translator(request)
+    response = b.render(
+        request,
+        "error.html",
+        status=429,
+        secret=secret,
+        message=t.pick(
+            ("登录请求过于频繁，请稍后再试。", "Too many logins started; try again shortly.")
+        ),
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 async def authorization_endpoint(request: Request) -> Response:
     """Authorization endpoint (OIDC Core §3.1.2): the parameters come in the query (GET)
     or the form body (POST); the answer is a redirect or an HTML page."""
@@ -153,12 +171,24 @@ async def authorization_endpoint(request: Request) -> Response:
     secret, new_cookie = b.secret(request)
     session_cookie = b.session_value(request)
 
-    def work() -> Outcome:
+    throttle: Throttle = request.app.state.throttle
+    limit = rt(request).settings.interactions_per_address_per_minute
+
+    def work() -> Outcome | int:
         with unit_of_work(rt(request), request) as ctx:
+            now = ctx.clock.now()
+            key = f"interaction:{ctx.source}"
+            if throttle.failures(ctx.session, key, now) >= limit:
+                return throttle.retry_after(now)
             sso = ctx.sessions.from_cookie(session_cookie)
-            return authorize(ctx, core_request(request, params), sso=sso, browser_secret=secret)
+            outcome = authorize(ctx, core_request(request, params), sso=sso, browser_secret=secret)
+            if outcome.interaction is not None:  # a login started: a row stored until used
+                throttle.fail(ctx.session, key, now)
+            return outcome
 
     outcome = await run_in_threadpool(work)
+    if isinstance(outcome, int):
+        return too_many_logins(request, secret, outcome)
     return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
 
 

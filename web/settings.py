@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Throttling.
     #: Failed logins tolerated per source address per minute before slowing it down.
     login_failures_per_address_per_minute: int = Field(50, ge=1)
+    #: Each login that starts creates a stored interaction: an address may start this many
+    #: a minute (generous for a service hall behind one address, not for a flood).
+    interactions_per_address_per_minute: int = Field(300, ge=1)
     #: Failures from one address that lock the account for that address, for a while.
     account_lockout_threshold: int = Field(10, ge=3, le=100)
     account_lockout_seconds: int = Field(900, ge=30)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from idp.models import ThrottleCounter
+from tests.conftest import served
 from tests.web.live import FormBrowser, LiveServer, Receiver, query
 
 
@@ -325,3 +328,32 @@ def test_ui_locales_and_login_hint(live: LiveServer, rp: dict) -> None:
     hinted_id = "11010519491231002X"
     page = httpx.get(auth_url(live, rp, login_hint=hinted_id), follow_redirects=True)
     assert "<h1>登录</h1>" in page.text and hinted_id not in page.text
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def strict(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server that lets an address start only three logins a minute."""
+    data_dir = tmp_path_factory.mktemp(f"strict-{request.param}")
+    limit = {"TONGBAN_INTERACTIONS_PER_ADDRESS_PER_MINUTE": "3"}
+    with served(request.param, data_dir, limit) as server:
+        yield server
+
+
+def test_an_address_may_start_only_so_many_logins_a_minute(
+    strict: LiveServer, receiver: Receiver
+) -> None:
+    """Every login a client starts stores an interaction until it is used or expires: a
+    flood of anonymous /authorize requests must not fill the database."""
+    rp = strict.add_client("Busy RP", "--redirect-uri", f"{receiver.base}/callback")
+    rp["redirect_uri"] = f"{receiver.base}/callback"
+    for _ in range(2):
+        browser = FormBrowser(strict)
+        assert browser.follow(browser.get(auth_url(strict, rp))).status_code == 200
+    assert httpx.get(f"{strict.url}/login").status_code == 200  # a direct visit counts too
+    refused = httpx.get(auth_url(strict, rp))
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) <= 60
+    assert httpx.get(f"{strict.url}/login").status_code == 429
+    with strict.runtime.engine.connect() as conn:  # nothing stored for the refused ones
+        assert conn.execute(text("SELECT count(*) FROM interaction")).scalar_one() == 3
