@@ -141,13 +141,15 @@ class Context:
             clock=self.clock,
             secret_hash=self.services.secret_hash,
             cache=self.services.token_cache,
-            client_active=self._client_active,
+            client_active=lambda client_id: self.active_client(client_id) is not None,
         )
 
-    def _client_active(self, client_id: str) -> bool:
+    def active_client(self, client_id: str) -> Client | None:
+        """An active client registration; on the event loop (`may_block` off) only from
+        the cache, else `WouldBlock`."""
         if not self.may_block and not self.services.client_cache.fresh(client_id):
             raise WouldBlock("the client registration must be read from the database")
-        return self.clients.get(client_id) is not None
+        return self.clients.get(client_id)
 
     @cached_property
     def interactions(self) -> Interactions:

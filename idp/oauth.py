@@ -165,10 +165,11 @@ def issue_user_tokens(
     scope: str,
     refresh_scope: str | None,
     nonce: str | None,
-    resources: list[str] | None = None,
+    resources_asked: list[str] | None = None,
 ) -> dict[str, Any]:
     """Access token (+ refresh token) (+ ID token) for a user grant; the access token's
-    audience is `resources` (RFC 8707), or this issuer by default."""
+    audience is the resources asked for now, else the grant's (RFC 8707), else this
+    issuer."""
     sub = ctx.sub_for(client, account.id)
     scopes = scope_to_list(scope) or []
     # Whom the agent acts for travels with every token of the grant, like `acr`: the
@@ -187,7 +188,7 @@ def issue_user_tokens(
         acr=grant.acr,
         sid=grant.session_id,
         act_for=act_for,
-        audience=audience(resources or [], None),
+        audience=audience(resources_asked or [], grant.resources),
     )
     token: dict[str, Any] = {
         "access_token": access,
@@ -412,7 +413,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             scope=scope,
             refresh_scope=scope if include_refresh_token else None,
             nonce=rec.row.nonce,
-            resources=requested or grant.resources,
+            resources_asked=requested,
         )
 
 
@@ -507,7 +508,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             scope=scope or record.row.scope,
             refresh_scope=record.row.scope,
             nonce=None,
-            resources=requested_resources(self.request) or record.grant.resources,
+            resources_asked=requested_resources(self.request),
         )
 
 
@@ -832,11 +833,7 @@ class TongbanServer(AuthorizationServer):  # type: ignore[misc]
 
     def query_client(self, client_id: str) -> OAuthClient | None:
         ctx = self.ctx
-        if not isinstance(client_id, str):
-            return None
-        if not ctx.may_block and not ctx.services.client_cache.fresh(client_id):
-            raise WouldBlock("the client registration must be read from the database")
-        row = ctx.clients.get(client_id)
+        row = ctx.active_client(client_id) if isinstance(client_id, str) else None
         return OAuthClient(row, ctx.clients) if row is not None else None
 
     def save_token(self, token: dict[str, Any], request: CoreRequest) -> None:

@@ -103,7 +103,6 @@ class Tokens:
         self,
         token: str,
         *,
-        audience: str | None = None,
         any_audience: bool = False,
         may_block: bool = True,
     ) -> dict[str, Any]:
@@ -131,7 +130,7 @@ class Tokens:
             raise InvalidJws("token expired")
         aud = claims.get("aud")
         auds = [aud] if isinstance(aud, str) else (aud or [])
-        if not any_audience and (audience or self.config.issuer) not in auds:
+        if not any_audience and self.config.issuer not in auds:
             raise InvalidJws("token is not meant for this resource")
         if self.client_active is not None and not self.client_active(str(claims.get("client_id"))):
             raise InvalidJws("the token's client is no longer registered")

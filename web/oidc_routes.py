@@ -225,39 +225,6 @@ def answer_step(
     return response
 
 
-@router.get("/authorize/resume", tags=["oidc"], include_in_schema=False)
-async def resume(request: Request, interaction: str = "") -> Response:
-    b = browser(request)
-    secret, new_cookie = b.secret(request)
-    session_cookie = b.session_value(request)
-
-    def work() -> Outcome | str:
-        with unit_of_work(rt(request), request) as ctx:
-            row = ctx.interactions.load(interaction, browser_secret=secret)
-            if row is None:
-                return "expired"
-            sso = ctx.sessions.from_cookie(session_cookie)
-            return continue_interaction(ctx, row, sso=sso, browser_secret=secret)
-
-    outcome = await run_in_threadpool(work)
-    if outcome == "expired":
-        t = b.translator(request)
-        return b.render(
-            request,
-            "error.html",
-            status=400,
-            message=t.pick(
-                (
-                    "登录请求已过期，请返回原系统重新登录。",
-                    "The login request expired; go back to the department system and start again.",
-                )
-            ),
-        )
-    if isinstance(outcome, str):
-        return see_other(outcome)
-    return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
-
-
 def _protocol_route(path: str, summary: str) -> None:
     """Document one of the POST endpoints that `web.protocol_endpoints.ProtocolFront`
     serves ahead of routing; the route answers too if the front is not installed."""
