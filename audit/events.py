@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from audit.errors import (
     ControlCharacters,
@@ -35,7 +35,6 @@ __all__ = [
     "EventType",
     "ValidatedEvent",
     "check_event",
-    "validate_event",
 ]
 
 #: Canonical JSON (RFC 8785) size limit of `details`.
@@ -211,9 +210,9 @@ EVENTS = EventRegistry(
 )
 
 
-@dataclass(frozen=True)
-class ValidatedEvent:
-    """An event that passed every check; `details_json` is its RFC 8785 canonical form."""
+class ValidatedEvent(NamedTuple):
+    """An event that passed every check; `details_json` is its RFC 8785 canonical form.
+    A tuple, so bulk writers insert it as it is."""
 
     event: str
     actor: str | None
@@ -279,34 +278,6 @@ def _walk_details(value: Any, depth: int) -> None:
         )
 
 
-def validate_event(
-    registry: EventRegistry,
-    event: str,
-    *,
-    actor: str | None,
-    subject: str | None,
-    client_id: str | None,
-    source: str | None,
-    result: str,
-    details: Mapping[str, Any] | None,
-) -> ValidatedEvent:
-    """Check an event at the interface (unknown name, malformed actor, oversized details,
-    control characters, personal data in clear) and canonicalise its details."""
-    fast = _fast_check(registry, event, actor, subject, client_id, source, result, details)
-    if fast is not None:
-        return ValidatedEvent(*fast)
-    return _validate_exact(
-        registry,
-        event,
-        actor=actor,
-        subject=subject,
-        client_id=client_id,
-        source=source,
-        result=result,
-        details=details,
-    )
-
-
 CheckedEvent = tuple[str, str | None, str | None, str | None, str | None, str, str]
 
 
@@ -320,12 +291,13 @@ def check_event(
     result: str = "success",
     details: Mapping[str, Any] | None = None,
 ) -> CheckedEvent:
-    """`validate_event` as a plain tuple (event, actor, subject, client_id, source,
-    result, details JSON), for writers that insert many rows."""
+    """Check an event at the interface (unknown name, malformed actor, oversized details,
+    control characters, personal data in clear) and canonicalise its details: (event,
+    actor, subject, client_id, source, result, details JSON)."""
     fast = _fast_check(registry, event, actor, subject, client_id, source, result, details)
     if fast is not None:
         return fast
-    checked = _validate_exact(
+    return _validate_exact(
         registry,
         event,
         actor=actor,
@@ -334,15 +306,6 @@ def check_event(
         source=source,
         result=result,
         details=details,
-    )
-    return (
-        checked.event,
-        checked.actor,
-        checked.subject,
-        checked.client_id,
-        checked.source,
-        checked.result,
-        checked.details_json,
     )
 
 

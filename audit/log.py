@@ -84,8 +84,6 @@ class AuditLog:
 
         Each event is a dict of `record`'s arguments (`event` and the keywords). `session`
         may be a bare `Connection` in a transaction (the group committer needs no ORM)."""
-        if not events:
-            return
         registry = self.registry
         ids = _event_ids(len(events))
         rows: list[NewEvent] = [

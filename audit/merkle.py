@@ -126,19 +126,8 @@ class CompactRange:
         self._size += 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        """`append` each leaf, with the loop inlined (the sequencer's batches)."""
-        hashes, levels, sha256 = self._hashes, self._levels, _sha256
-        count = 0
         for leaf in leaves:
-            value, level = leaf, 0
-            while levels and levels[-1] == level:
-                value = sha256(b"\x01" + hashes.pop() + value).digest()
-                levels.pop()
-                level += 1
-            hashes.append(value)
-            levels.append(level)
-            count += 1
-        self._size += count
+            self.append(leaf)
 
     def root(self) -> bytes:
         """MTH(D[0:size]) (RFC 9162 §2.1.1)."""

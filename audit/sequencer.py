@@ -32,7 +32,7 @@ from audit.merkle import EMPTY_ROOT, CompactRange
 from audit.models import PENDING_TABLE, Checkpoint, TreeState
 from keys.signer import Signer
 from kit.clock import Clock
-from kit.db import transaction
+from kit.db import transaction, write_lock
 
 __all__ = ["LOCK_KEY", "CheckpointInfo", "Sequencer", "TickResult", "TreeHead", "lock_log"]
 
@@ -63,27 +63,23 @@ def lock_log(session: Session, *, wait: bool = True) -> bool:
     """Take the log lock for the rest of `session`'s transaction. Must be the first
     statement of the transaction. Returns False if `wait` is off and it is held."""
     dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise AuditError(f"the audit log does not support {dialect}")
+    if wait:
+        write_lock(session, LOCK_KEY)
+        return True
     if dialect == "postgresql":
-        if wait:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-            return True
         got = session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         return bool(got.scalar())
-    if dialect == "sqlite":
-        conn = session.connection()
-        if not wait:
-            conn.exec_driver_sql("PRAGMA busy_timeout=0")
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except OperationalError:
-            if wait:
-                raise
-            return False
-        finally:
-            if not wait:
-                conn.exec_driver_sql("PRAGMA busy_timeout=10000")
-        return True
-    raise AuditError(f"the audit log does not support {dialect}")
+    conn = session.connection()
+    conn.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except OperationalError:
+        return False
+    finally:
+        conn.exec_driver_sql("PRAGMA busy_timeout=10000")
+    return True
 
 
 def load_state(session: Session, now: datetime) -> TreeState:

@@ -29,6 +29,7 @@ from audit._entry import GENESIS, leaf_data
 from audit.checkpoints import sign_checkpoint
 from audit.merkle import CompactRange, leaf_hash
 from audit.verify import CheckpointInput, HeadInput, PrunedInput, RowInput, run_verifier
+from bench.http_bench import cpu_seconds
 from keys.signer import SoftwareSigner, generate_private_key
 from kit.clock import FrozenClock
 from kit.db import make_engine, make_session_factory, transaction
@@ -210,10 +211,7 @@ def _backend_pid(factory: sessionmaker[Session]) -> int | None:
 
 
 def _proc_cpu(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(pid) if pid is not None else 0.0
 
 
 def _cpu_figure(here: float, server: float | None) -> str:

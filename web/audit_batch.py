@@ -33,7 +33,6 @@ class AuditBatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
-        self._flushing = False
         self._flusher: asyncio.Task[None] | None = None
         # One thread of its own: writes are serial anyway (one flush at a time), and it
         # costs less per hand-over than the shared pool behind `run_in_threadpool`.
@@ -48,8 +47,7 @@ class AuditBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append((events, future))
-        if not self._flushing:
-            self._flushing = True
+        if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         await future
 
@@ -84,7 +82,6 @@ class AuditBatcher:
                         if not future.done():
                             future.set_result(None)
         finally:
-            self._flushing = False
             # Only if this task was cancelled (shutdown): no waiter may hang, none may
             # take its event for recorded.
             for _, future in self._queue:
