@@ -18,7 +18,6 @@ a quicker look.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -31,7 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.http_bench import cpu_seconds, wrk
+from bench.bench_signing import DOCUMENT
+from bench.http_bench import DURATION, cpu_seconds, wrk
 from keys.pki import ISSUING, ROOT
 from kit.clock import FrozenClock
 from kit.db import transaction
@@ -41,18 +41,8 @@ from signing.trust import TrustAnchors
 from tests.web.live import LiveServer, start_server
 from web.cli_pki import build_pki
 
-DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
 #: documents per batch request
 BATCHES = (200, 1000)
-#: a realistic sealed licence record (as in bench.bench_signing)
-DOCUMENT = {
-    "licence_type": "11100000000013338W032",
-    "licence_id": "1.2.156.3005.2.11110000000K00017E001.11110000000K00017E.2026000001.001.Y",
-    "holder": "张三",
-    "issued": "2026-03-01",
-    "valid_until": None,
-    "fields": {"address": "示范市示范区示范路1号", "area_m2": 89.5},
-}
 
 
 def _seal_tokens(server: LiveServer, count: int) -> tuple[list[str], TrustAnchors]:

@@ -352,17 +352,14 @@ class JwsVerifier:
         *,
         policy: ValidationPolicy | None = None,
         typ: str = SEAL_TYP,
-        context: TrustContext | None = None,
     ) -> None:
         if moment.tzinfo is None:
             raise ValueError("the validation moment must be timezone-aware")
-        if context is not None and context.anchors.fingerprint != anchors.fingerprint:
-            raise ValueError("the trust context belongs to other trust anchors")
         self.anchors = anchors
         self.moment = moment
         self.policy = policy or ValidationPolicy()
         self.typ = typ
-        self._context = context or TrustContext.of(anchors)
+        self._context = TrustContext.of(anchors)
         self._type_ok = Check("type", True, typ)
         self._typs = (typ, f"application/{typ}")
         self._leaves: dict[tuple[str, ...], _Leaf | SubIndication] = {}
@@ -485,11 +482,7 @@ class JwsVerifier:
             checks.append(Check("type", False, f"typ is not {self.typ}"))
             return self._report(SubIndication.FORMAT_FAILURE, checks)
         checks.append(self._type_ok)
-        ignored = (
-            [name for name in _IGNORED_HEADERS if name in header]
-            if "jku" in header or "x5u" in header or "jwk" in header
-            else None
-        )
+        ignored = [name for name in _IGNORED_HEADERS if name in header]
         if ignored:
             checks.append(
                 Check("ignored_headers", True, f"{', '.join(ignored)} ignored, never fetched")

@@ -52,6 +52,11 @@ class StampPlacement:
     size: float = 120
 
 
+def looks_like_pdf(data: bytes | bytearray | memoryview) -> bool:
+    """A PDF header near the start (ISO 32000 §7.5.2 lets bytes come before it)."""
+    return bytes(data[:1024]).lstrip().startswith(b"%PDF-")
+
+
 def _pyhanko_signer(sealer: SealSigner) -> Any:
     """Adapt our `Signer` (JWS-style raw signatures) to pyHanko's CMS signer interface."""
     from pyhanko.sign.signers.pdf_cms import Signer as PyHankoSigner
@@ -416,7 +421,7 @@ def verify_all(
                 [Check("format", False, f"larger than {policy.max_pdf_bytes} bytes")],
             )
         ]
-    if not bytes(pdf[:1024]).lstrip().startswith(b"%PDF-"):
+    if not looks_like_pdf(pdf):
         return [
             _report(moment, SubIndication.FORMAT_FAILURE, [Check("format", False, "not a PDF")])
         ]

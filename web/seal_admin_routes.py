@@ -31,7 +31,7 @@ from signing.models import Seal
 from signing.seal_image import seal_png, seal_svg
 from web.auth import require_scope
 from web.http import JSON_HEADERS, problem, unit_of_work
-from web.signing_routes import SigningState, signing_problem, signing_state
+from web.signing_routes import signing_problem, signing_state
 
 #: Admin bodies are small JSON objects.
 MAX_ADMIN_BODY = 64 * 1024
@@ -173,18 +173,6 @@ class PkiStatusOut(BaseModel):
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _signing(request: Request) -> SigningState:
-    # Imported here: web.signing_routes mounts this router (so it is served wherever that
-    # router is) and imports this module, so a module-level import would be circular.
-
-    return signing_state(request)
-
-
-def _refused(exc: TongbanError) -> Response:
-
-    return signing_problem(exc)
-
-
 def _seal_out(seal: Seal) -> SealOut:
     return SealOut.model_validate(seals.seal_summary(seal))
 
@@ -199,7 +187,7 @@ async def _act(
     """Run `work` in the request's transaction (commit on return, roll back on error) off
     the event loop; refusals become problem details. `changes_trust`: the work may
     re-sign a CRL, so this process's verifications read the trust anchors again."""
-    state = _signing(request)
+    state = signing_state(request)
 
     def run() -> T:
         try:
@@ -214,7 +202,7 @@ async def _act(
     try:
         return await run_in_threadpool(run)
     except TongbanError as exc:
-        return _refused(exc)
+        return signing_problem(exc)
 
 
 def _record(ctx: Context, admin: dict[str, Any], event: str, seal: Seal, **details: Any) -> None:

@@ -40,9 +40,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from idp.context import Context
 from idp.models import Client
 from keys.pki import ISSUING, ROOT, Pki, PkiError, pem
 from keys.pki_models import CertificateAuthority
@@ -58,7 +58,6 @@ from signing.errors import (
     SealForbidden,
     SealNotFound,
     SealNotUsable,
-    SigningError,
 )
 from signing.models import Seal
 from signing.report import ReportEncoder, VerificationReport
@@ -302,7 +301,7 @@ async def verify(request: Request) -> Response:
                 data_bytes = await upload.read(POLICY.max_pdf_bytes + 1)
                 if len(data_bytes) > POLICY.max_pdf_bytes:
                     raise _TooLarge
-                if data_bytes.lstrip()[:5] == b"%PDF-":
+                if pades.looks_like_pdf(data_bytes):
                     body = await run_in_threadpool(_verify_pdf, state, data_bytes)
                 else:
                     token = data_bytes.decode("ascii", errors="replace").strip()
@@ -560,24 +559,18 @@ def _token_scopes(claims: dict[str, Any]) -> list[str]:
     return str(claims.get("scope", "")).split()
 
 
-def _sealing_client(session: Session, claims: dict[str, Any]) -> Client:
-    """The client the token was issued to, still registered and active: its department
-    decides which seals it may use (`seals.authorise_use`)."""
-    client_id = claims.get("client_id")
-    client = session.get(Client, client_id) if isinstance(client_id, str) else None
-    if client is None or client.status != "active":
-        raise SealForbidden("the client is not registered or not active")
-    return client
-
-
 def _open(
-    session: Session, state: SigningState, claims: dict[str, Any], seal_id: str, now: datetime
+    ctx: Context, state: SigningState, claims: dict[str, Any], seal_id: str, now: datetime
 ) -> tuple[Client, SealSigner]:
     """The client and the seal it asks for, opened at `now` (the moment the document will
-    say it was sealed): `open_seal` checks ownership, scope, status and validity."""
-    client = _sealing_client(session, claims)
+    say it was sealed): `open_seal` checks ownership, scope, status and validity. The
+    client must still be registered and active: its department decides which seals it
+    may use."""
+    client = ctx.clients.get(str(claims.get("client_id", "")))
+    if client is None:
+        raise SealForbidden("the client is not registered or not active")
     sealer = seals.open_seal(
-        session,
+        ctx.session,
         state.pki,
         seal_id,
         now,
@@ -589,6 +582,19 @@ def _open(
 
 def _serial(sealer: SealSigner) -> str:
     return f"{sealer.chain.leaf.serial_number:x}"
+
+
+def _record_sealed(ctx: Context, client: Client, sealer: SealSigner, **details: Any) -> None:
+    """`document.sealed`, in the unit of work that hands the sealed document out."""
+    ctx.audit.record(
+        ctx.session,
+        "document.sealed",
+        actor=f"client:{client.client_id}",
+        subject=sealer.seal_id,
+        client_id=client.client_id,
+        source=ctx.source,
+        details={"kid": sealer.kid, "certificate_serial": _serial(sealer), **details},
+    )
 
 
 def _seal_json(
@@ -604,22 +610,10 @@ def _seal_json(
     # The request owns the transaction: the JWS is handed out only once its audit event
     # has been committed with it.
     with unit_of_work(runtime, request) as ctx:
-        client, sealer = _open(ctx.session, state, claims, body.seal_id, now)
+        client, sealer = _open(ctx, state, claims, body.seal_id, now)
         token = jws_seal.seal(body.document, sealer, now=now)
-        runtime.audit.record(
-            ctx.session,
-            "document.sealed",
-            actor=f"client:{client.client_id}",
-            subject=sealer.seal_id,
-            client_id=client.client_id,
-            source=ctx.source,
-            details={
-                "format": "jws",
-                "kid": sealer.kid,
-                "certificate_serial": _serial(sealer),
-                "document_sha256": digest,
-                "bytes": len(canonical),
-            },
+        _record_sealed(
+            ctx, client, sealer, format="jws", document_sha256=digest, bytes=len(canonical)
         )
     return SealedJson(
         jws=token,
@@ -645,7 +639,7 @@ def _seal_pdf(
     runtime = state.runtime
     now = runtime.clock.now()
     with unit_of_work(runtime, request) as ctx:
-        client, sealer = _open(ctx.session, state, claims, seal_id, now)
+        client, sealer = _open(ctx, state, claims, seal_id, now)
         tsa = state.tsa()
         try:
             sealed = pades.seal(
@@ -658,7 +652,7 @@ def _seal_pdf(
                 location=location,
                 max_bytes=POLICY.max_pdf_bytes,
             )
-        except SigningError:
+        except TongbanError:  # ours, with its own status (a signing device failing: 5xx)
             raise
         except Exception as exc:
             # A hostile or broken PDF can fail anywhere inside the PDF library: that is
@@ -667,21 +661,14 @@ def _seal_pdf(
             detail = repr(exc)[:300]
             log.warning("PDF could not be sealed: %s", detail)
             raise MalformedInput("the PDF could not be sealed", detail=detail) from exc
-        runtime.audit.record(
-            ctx.session,
-            "document.sealed",
-            actor=f"client:{client.client_id}",
-            subject=sealer.seal_id,
-            client_id=client.client_id,
-            source=ctx.source,
-            details={
-                "format": "pdf",
-                "kid": sealer.kid,
-                "certificate_serial": _serial(sealer),
-                "document_sha256": hashlib.sha256(pdf).hexdigest(),
-                "sealed_sha256": hashlib.sha256(sealed).hexdigest(),
-                "bytes": len(pdf),
-            },
+        _record_sealed(
+            ctx,
+            client,
+            sealer,
+            format="pdf",
+            document_sha256=hashlib.sha256(pdf).hexdigest(),
+            sealed_sha256=hashlib.sha256(sealed).hexdigest(),
+            bytes=len(pdf),
         )
     return sealed
 
@@ -763,7 +750,7 @@ async def seal_document(
             if not seal_id:
                 return problem(400, "Seal not named", "Name the seal with ?seal_id=… for a PDF.")
             pdf = await _body(request, POLICY.max_pdf_bytes)
-            if not pdf[:1024].lstrip().startswith(b"%PDF-"):
+            if not pades.looks_like_pdf(pdf):
                 return problem(400, "Not a PDF", "The body does not start with %PDF-.")
             placement = pades.StampPlacement(stamp_page, stamp_x, stamp_y, stamp_size)
             sealed_pdf = await run_in_threadpool(

@@ -33,7 +33,6 @@ from signing import jws_seal, pades
 from signing.models import Seal
 from signing.report import VerificationReport
 from signing.seal_image import SEAL_RED, seal_svg
-from signing.trust import ValidationPolicy
 from web.browser import Browser
 from web.i18n import Translator
 from web.signing_routes import POLICY, SigningState, signing_state
@@ -42,10 +41,10 @@ router = APIRouter(include_in_schema=False)
 
 #: What the page accepts: a PDF as the API does (32 MiB), plus room for the multipart
 #: framing and the text fields.
-MAX_FORM_BYTES = ValidationPolicy().max_pdf_bytes + 64 * 1024
+MAX_FORM_BYTES = POLICY.max_pdf_bytes + 64 * 1024
 #: A text field (a pasted JWS, whose own limit `_submission` applies, so that a long one is
 #: told "too large" rather than "unreadable form").
-MAX_TEXT_FIELD = 4 * ValidationPolicy().max_jws_bytes
+MAX_TEXT_FIELD = 4 * POLICY.max_jws_bytes
 #: The sealed JSON shown back on the page; longer documents are cut (the API gives all).
 MAX_DOCUMENT_SHOWN = 20_000
 BEIJING = timezone(timedelta(hours=8))
@@ -366,14 +365,14 @@ async def _read_form(request: Request) -> tuple[dict[str, str], bytes | None]:
 
 
 def _verify(
-    state: SigningState, policy: ValidationPolicy, text: str | None, pdf: bytes | None
+    state: SigningState, text: str | None, pdf: bytes | None
 ) -> tuple[list[VerificationReport], dict[str, Seal]]:
     anchors = state.anchors()
     now = state.runtime.clock.now()
     if pdf is not None:
-        reports = pades.verify_all(pdf, anchors, now, policy=policy)
+        reports = pades.verify_all(pdf, anchors, now, policy=POLICY)
     else:
-        reports = [jws_seal.verify(text or "", anchors, now, policy=policy)]
+        reports = [jws_seal.verify(text or "", anchors, now, policy=POLICY)]
     seal_ids = {r.seal.seal_id for r in reports if r.seal and r.seal.seal_id}
     ours: dict[str, Seal] = {}
     if seal_ids:
@@ -386,16 +385,16 @@ def _verify(
 def _submission(fields: dict[str, str], upload: bytes | None) -> tuple[str | None, bytes | None]:
     """What to verify: an uploaded PDF, an uploaded JWS file, or the pasted text."""
     if upload is not None:
-        if upload[:1024].lstrip().startswith(b"%PDF-"):
+        if pades.looks_like_pdf(upload):
             return None, upload
-        if len(upload) > ValidationPolicy().max_jws_bytes:
+        if len(upload) > POLICY.max_jws_bytes:
             raise _Refused(413, "error.large")
         # not a PDF: read it as a pasted JWS (the verifier says FORMAT_FAILURE if not)
         return upload.decode("ascii", errors="replace").strip(), None
     text = fields.get("jws", "").strip()
     if not text:
         raise _Refused(400, "error.empty")
-    if len(text) > ValidationPolicy().max_jws_bytes:
+    if len(text) > POLICY.max_jws_bytes:
         raise _Refused(413, "error.large")
     return text, None
 
@@ -434,9 +433,6 @@ async def verify_form(request: Request) -> Response:
 
 @router.post("/verify")
 async def verify_submit(request: Request) -> Response:
-    # Imported here: web.signing_routes mounts this router (so the page is served wherever
-    # that router is) and imports this module; a module-level import would be circular.
-
     browser: Browser = request.app.state.browser
     try:
         fields, upload = await _read_form(request)
@@ -445,7 +441,7 @@ async def verify_submit(request: Request) -> Response:
         text, pdf = _submission(fields, upload)
         state = signing_state(request)
         try:
-            reports, ours = await run_in_threadpool(_verify, state, POLICY, text, pdf)
+            reports, ours = await run_in_threadpool(_verify, state, text, pdf)
         except PkiError as exc:
             raise _Refused(503, "error.pki") from exc
     except _Refused as refused:
