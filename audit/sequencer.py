@@ -264,12 +264,15 @@ class Sequencer:
         session.flush()
         return CheckpointInfo(seq, state.size, state.root_hash, now, signer.kid, token)
 
-    def tick(self, signer: Signer | Callable[[], Signer]) -> TickResult:
+    def tick(
+        self, signer: Signer | Callable[[], Signer], *, limit: int | None = None
+    ) -> TickResult:
         """The scheduled run: sequence what is pending (skipped if another replica holds
-        the lock), then sign a checkpoint if one is due. `signer` may be a callable (e.g.
-        `lambda: checkpoint_signer(factory, keyring, clock, log)`), called only when a
-        checkpoint is due, so a tick that has nothing to sign touches no key."""
-        placed = self.sequence(wait=False)
+        the lock; at most `limit` events), then sign a checkpoint if one is due. `signer`
+        may be a callable (e.g. `lambda: checkpoint_signer(factory, keyring, clock, log)`),
+        called only when a checkpoint is due, so a tick that has nothing to sign touches
+        no key."""
+        placed = self.sequence(wait=False, limit=limit)
         with self._factory() as session:
             head = self.head(session)
             due = self._due(session, head.size, self._clock.now())

@@ -28,6 +28,8 @@ from web import (
     signing_routes,
     verify_page,
 )
+from web.audit_batch import AuditBatcher
+from web.audit_process import AuditProcess
 from web.auth import BearerRejected
 from web.browser import Browser
 from web.discovery import metadata_bytes
@@ -36,7 +38,7 @@ from web.protocol_endpoints import ProtocolFront
 from web.runtime import Runtime, build_runtime
 from web.seed import is_demo
 from web.settings import Settings
-from web.workers import audit_loop, delivery_loop, maintenance_loop
+from web.workers import delivery_loop, maintenance_loop
 
 log = logging.getLogger("tongban")
 
@@ -164,7 +166,10 @@ def create_app(
     runtime = runtime or build_runtime(settings)
     delivery = delivery_loop(runtime)
     maintenance = maintenance_loop(runtime)
-    sequencer = audit_loop(runtime)
+    # Serving, the audit process sequences the log and group-commits machine tokens'
+    # events; without background work, group commit runs on a thread of this process.
+    process = AuditProcess(runtime.settings) if background else None
+    recorder = process or AuditBatcher(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -175,15 +180,17 @@ def create_app(
         # full passes over it otherwise cost about a quarter of a login's CPU.
         gc.collect()
         gc.freeze()
+        if process is not None:
+            await process.start()
         if background:
             delivery.start()
             maintenance.start()
-            sequencer.start()
         yield
         if background:
             delivery.stop()
             maintenance.stop()
-            sequencer.stop()
+        if process is not None:
+            await process.stop()
 
     app = TongbanApp(
         title="Tongban 通办",
@@ -212,7 +219,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)
-    app.front = ProtocolFront(runtime, app.state.discovery)
+    app.front = ProtocolFront(runtime, app.state.discovery, recorder)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -37,8 +37,7 @@ class AuditBatcher:
         # One thread of its own: writes are serial anyway (one flush at a time), and it
         # costs less per hand-over than the shared pool behind `run_in_threadpool`.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="audit-batch")
-        self._connection: Connection | None = None
-        self._used = 0.0
+        self._transactions = GroupWriter(runtime)
 
     async def record(self, events: list[dict[str, Any]]) -> None:
         """Return once `events` are committed; raise if they could not be."""
@@ -71,7 +70,9 @@ class AuditBatcher:
                 batch = self._take()
                 try:
                     await loop.run_in_executor(
-                        self._writer, self._write, [e for events, _ in batch for e in events]
+                        self._writer,
+                        self._transactions.write,
+                        [e for events, _ in batch for e in events],
                     )
                 except Exception as exc:  # every waiter learns its event is not recorded
                     for _, future in batch:
@@ -89,14 +90,24 @@ class AuditBatcher:
                     future.set_exception(RuntimeError("the audit batch writer stopped"))
             self._queue.clear()
 
-    def _write(self, events: list[dict[str, Any]]) -> None:
-        """One transaction on the writer's own connection (only its thread uses it).
 
-        A bare connection kept open: no ORM session, and no pool check-out per batch,
-        whose liveness ping and reset on return cost on PostgreSQL as much as writing
-        sixty events. It is kept only while batches keep coming: after a pause the pool's
-        ping checks it again (the server may have restarted meanwhile). A connection that
-        failed is closed (SQLAlchemy discards it if it broke); the next batch takes another."""
+class GroupWriter:
+    """Commits batches of events, one transaction each, on a connection of its own.
+
+    A bare connection kept open: no ORM session, and no pool check-out per batch, whose
+    liveness ping and reset on return cost on PostgreSQL as much as writing sixty events.
+    It is kept only while batches keep coming: after a pause the pool's ping checks it
+    again (the server may have restarted meanwhile). A connection that failed is closed
+    (SQLAlchemy discards it if it broke); the next batch takes another. One thread at a
+    time: the connection is not shared."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._connection: Connection | None = None
+        self._used = 0.0
+
+    def write(self, events: list[dict[str, Any]]) -> None:
+        """Record `events` in one transaction; raise (recording nothing) if they cannot be."""
         connection = self._connection
         now = time.monotonic()
         if connection is not None and now - self._used > KEEP_CONNECTION_SECONDS:
@@ -112,3 +123,8 @@ class AuditBatcher:
             self._connection = None
             connection.close()
             raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from idp.oauth import CoreRequest, CoreResponse
 from idp.tokens import WouldBlock
 from web.audit_batch import AuditBatcher
+from web.audit_process import AuditProcess
 from web.http import FORM_LIMIT, parse_form, peer_address, security_headers
 from web.runtime import Runtime
 
@@ -136,10 +137,13 @@ class ProtocolFront:
     on these hot machine-to-machine paths, routing and middleware cost more CPU than
     the work itself."""
 
-    def __init__(self, runtime: Runtime, discovery: bytes) -> None:
+    def __init__(
+        self, runtime: Runtime, discovery: bytes, recorder: AuditBatcher | AuditProcess
+    ) -> None:
         self.runtime = runtime
         self.discovery = discovery
-        self.batcher = AuditBatcher(runtime)
+        #: group commit of machine tokens' events: the audit process when serving
+        self.recorder = recorder
         self.security = security_headers(page=False, https=runtime.settings.secure_cookies)
 
     async def _send(
@@ -206,7 +210,7 @@ class ProtocolFront:
             )
             if response is not None:
                 if events and runtime.settings.audit_machine_tokens:
-                    await self.batcher.record(events)
+                    await self.recorder.record(events)
                 return response
         answer = await run_in_threadpool(partial(handle, runtime, path, headers, params, source))
         assert answer is not None  # may_block: always an answer

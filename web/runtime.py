@@ -99,11 +99,13 @@ class Runtime:
             checkpoint_every=timedelta(seconds=self.settings.audit_checkpoint_seconds),
         )
 
-    def audit_tick(self) -> None:
-        """Sequence pending events; sign a checkpoint when one is due."""
-        self.sequencer.tick(
-            lambda: checkpoint_signer(self.factory, self.audit_keys, self.clock, self.audit)
-        )
+    def audit_tick(self, *, limit: int | None = None) -> int:
+        """Sequence pending events (at most `limit`); sign a checkpoint when one is due.
+        Returns how many events were placed."""
+        return self.sequencer.tick(
+            lambda: checkpoint_signer(self.factory, self.audit_keys, self.clock, self.audit),
+            limit=limit,
+        ).sequenced
 
     def holder_history(
         self, session: Session, account_id: str, locale: str

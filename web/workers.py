@@ -67,10 +67,6 @@ def delivery_loop(runtime: Runtime) -> Loop:
     return Loop("backchannel-logout", 1.0, step)
 
 
-def audit_loop(runtime: Runtime) -> Loop:
-    return Loop("audit-sequencer", runtime.settings.audit_sequence_seconds, runtime.audit_tick)
-
-
 def maintenance_loop(runtime: Runtime) -> Loop:
     def step() -> None:
         runtime.tick_keys()

@@ -348,8 +348,11 @@ def test_serve_with_two_workers_stops_cleanly_on_sigterm(tmp_path: Path) -> None
         assert meta is not None, (tmp_path / "serve.log").read_text()[-2000:]
         assert meta["issuer"] == url
         assert httpx.get(f"{url}/jwks", timeout=5).json()["keys"]
-        children = _children(proc.pid)
-        assert len(children) >= 2, children  # the two workers
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, workers  # the two workers
+        # and the audit process of each worker that has started
+        children = {**workers, **{p: s for w in workers for p, s in _children(w).items()}}
+        assert len(children) > len(workers), children
 
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

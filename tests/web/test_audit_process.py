@@ -1,0 +1,221 @@
+"""The audit process: machine tokens' events are committed by a child of the server before
+the token is answered and sequenced there; a killed child is replaced without any token
+answered unrecorded; the child ends with the server; one bad frame fails alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import served
+from tests.web.live import LiveServer
+from web.audit_batch import GroupWriter
+from web.audit_process import (
+    COMMITTED,
+    FAILED,
+    REFUSED,
+    SEQUENCE_SLICE,
+    AuditWorker,
+    _frame,
+    _Frames,
+    answer_frames,
+)
+from web.runtime import build_runtime
+from web.settings import Settings
+
+
+def audit_children(server: LiveServer) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"web.audit_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+def machine(server: LiveServer) -> tuple[str, str]:
+    client = server.add_client(
+        "Machine", "--grant-type", "client_credentials", "--scope", "licence:read"
+    )
+    return client["client_id"], client["client_secret"]
+
+
+def events_of(server: LiveServer, client_id: str, *, sequenced: bool) -> int:
+    table = "audit_event" if sequenced else "audit_pending"
+    with server.runtime.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    f"SELECT count(*) FROM {table} WHERE event = 'token.issued' AND client_id = :c"
+                ),
+                {"c": client_id},
+            ).scalar_one()
+        )
+
+
+def wait_sequenced(server: LiveServer, client_id: str, at_least: int) -> int:
+    deadline = time.monotonic() + 30
+    while (placed := events_of(server, client_id, sequenced=True)) < at_least:
+        assert time.monotonic() < deadline, f"{placed} of {at_least} sequenced"
+        time.sleep(0.1)
+    return placed
+
+
+def test_machine_tokens_are_recorded_by_the_audit_process_and_sequenced(
+    live: LiveServer,
+) -> None:
+    [child] = audit_children(live)
+    client_id, secret = machine(live)
+    with httpx.Client(base_url=live.url, auth=(client_id, secret)) as http:
+        for _ in range(25):
+            response = http.post("/token", data={"grant_type": "client_credentials"})
+            assert response.status_code == 200, response.text
+    assert wait_sequenced(live, client_id, 25) == 25
+    assert events_of(live, client_id, sequenced=False) == 0
+    assert audit_children(live) == [child]  # the same child did it all
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_killed_audit_process_is_replaced_and_no_token_goes_unrecorded(
+    backend: str, tmp_path: Path
+) -> None:
+    with served(backend, tmp_path) as server:
+        client_id, secret = machine(server)
+        [first] = audit_children(server)
+        os.kill(first, signal.SIGKILL)
+        answered, refused = 0, 0
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=server.url, auth=(client_id, secret)) as http:
+            # Until tokens flow again through a new child, then a few more.
+            while answered < 10:
+                assert time.monotonic() < deadline, "no new audit process took over"
+                response = http.post("/token", data={"grant_type": "client_credentials"})
+                if response.status_code == 200:
+                    answered += 1
+                else:
+                    assert response.status_code == 500, response.text
+                    assert response.json()["error"] == "server_error"
+                    refused += 1
+        [second] = audit_children(server)
+        assert second != first
+        # Every token answered has its event; a refused one may have one too (its frame
+        # may have been committed just before the child died).
+        assert wait_sequenced(server, client_id, answered) >= answered
+
+
+def test_the_audit_process_ends_with_the_server(tmp_path: Path) -> None:
+    with served("sqlite", tmp_path) as server:
+        [child] = audit_children(server)
+        started = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        if fields[19] != started or fields[0] == "Z":
+            return
+        time.sleep(0.05)
+    pytest.fail("the audit process outlived the server")
+
+
+# -- the child's side, in this process, on each database --------------------------------
+
+
+def token_event(client_id: str, **changes: object) -> dict[str, object]:
+    return {
+        "event": "token.issued",
+        "actor": f"client:{client_id}",
+        "client_id": client_id,
+        "source": "127.0.0.1",
+        "details": {"scope": "licence:read", "grant": "client_credentials"},
+        **changes,
+    }
+
+
+def count(runtime: object, table: str, client_id: str) -> int:
+    with runtime.engine.connect() as connection:  # type: ignore[attr-defined]
+        return int(
+            connection.execute(
+                text(f"SELECT count(*) FROM {table} WHERE client_id = :c"), {"c": client_id}
+            ).scalar_one()
+        )
+
+
+@pytest.mark.usefixtures("factory")  # an empty database: the runtime creates its secrets
+def test_a_bad_frame_is_refused_alone_and_a_database_failure_fails_all(
+    database_url: str, tmp_path: Path
+) -> None:
+    runtime = build_runtime(Settings(database_url=database_url, data_dir=tmp_path))
+    writer = GroupWriter(runtime)
+    try:
+        good = json.dumps([token_event("good"), token_event("good")]).encode()
+        unknown = json.dumps([token_event("bad"), token_event("bad", event="token.stolen")])
+        control = json.dumps([token_event("bad", source="127.0.0.1\x00")])
+        answers, committed = answer_frames(
+            [good, unknown.encode(), b"{not json", control.encode(), b'{"a": 1}', good],
+            writer.write,
+        )
+        assert list(answers) == [COMMITTED, REFUSED, REFUSED, REFUSED, REFUSED, COMMITTED]
+        assert committed == 4
+        assert count(runtime, "audit_pending", "good") == 4
+        assert count(runtime, "audit_pending", "bad") == 0  # nothing of a refused frame
+    finally:
+        writer.close()
+        runtime.engine.dispose()
+
+    broken = build_runtime(
+        Settings(
+            database_url="postgresql://postgres@127.0.0.1:5432/tongban_no_such_database",
+            data_dir=tmp_path,
+        )
+    )
+    try:
+        answers, committed = answer_frames([good, good], GroupWriter(broken).write)
+        assert list(answers) == [FAILED, FAILED] and committed == 0
+    finally:
+        broken.engine.dispose()
+
+
+@pytest.mark.usefixtures("factory")
+def test_the_worker_answers_in_order_and_sequences_in_slices(
+    database_url: str, tmp_path: Path
+) -> None:
+    runtime = build_runtime(Settings(database_url=database_url, data_dir=tmp_path))
+    writer = GroupWriter(runtime)
+    requests, ours = os.pipe()
+    theirs, replies = os.pipe()
+    try:
+        total = SEQUENCE_SLICE * 2 + 7  # more than one slice must be placed
+        frames = [[token_event("slices")] * 100 for _ in range(total // 100)]
+        frames.append([token_event("slices")] * (total % 100))
+        frames.insert(1, [token_event("slices", event="no.such")])
+        payload = b"".join(_frame(json.dumps(f).encode()) for f in frames)
+
+        def send() -> None:
+            with os.fdopen(ours, "wb") as pipe:
+                pipe.write(payload)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        with os.fdopen(replies, "wb", buffering=0) as answers:
+            AuditWorker(runtime, writer.write).run(_Frames(requests), answers)
+        sender.join()
+        got = os.read(theirs, 100)
+        assert list(got) == [COMMITTED, REFUSED] + [COMMITTED] * (len(frames) - 2)
+        # the end of input places what was committed; nothing stays pending
+        assert count(runtime, "audit_event", "slices") == total
+        assert count(runtime, "audit_pending", "slices") == 0
+    finally:
+        os.close(requests)
+        os.close(theirs)
+        writer.close()
+        runtime.engine.dispose()
