@@ -136,40 +136,48 @@ class PhoneFlows:
         self.sms = sms
         self.throttle = throttle
 
-    def _issue(self, phone: str, purpose: str, payload: dict[str, str] | None) -> str:
+    def _issue(self, flow: str, phone: str, purpose: str, payload: dict[str, str]) -> None:
         ctx = self.ctx
         code = _new_code()
         now = ctx.clock.now()
         row = PhoneCode(
-            id=new_secret("", 24),
+            id=flow,
             phone_index=ctx.services.pii.phone_index(phone),
             purpose=purpose,
             code_hash=ctx.services.pii.secret_hash("phone-code", code),
-            payload_enc=(
-                ctx.services.pii.messages.encrypt(json.dumps(payload)) if payload else None
-            ),
+            payload_enc=ctx.services.pii.messages.encrypt(json.dumps(payload)),
             attempts=0,
             created_at=now,
             expires_at=now + CODE_TTL,
         )
         ctx.session.add(row)
         self.sms.send(ctx.session, phone, f"【通办】验证码 {code}，10分钟内有效。请勿告诉他人。")
-        return row.id
+
+    # Each flow starts in two steps. `start_*` checks formats (errors are shown), counts
+    # the quotas and returns a new flow id: the same work, answer and timing whoever is
+    # asking. `continue_*` then does what depends on who is asking (looking people up,
+    # issuing the code under that flow id, notices) after the answer has been sent, in a
+    # unit of work of its own, so neither the answer nor its timing reveals whether an ID
+    # number, phone or account is known (ASVS 6.3.8).
 
     def start_registration(self, *, id_number: str, name: str, phone: str) -> str:
-        """Validate formats (errors are shown), then always return a flow id and the same
-        answer. A code goes out only when the registry matches and the number is new; an
-        "already registered" notice goes to the registered account's phone, never to the
-        phone typed in, so the answer reveals nothing to whoever typed it."""
         number = normalise_id_number(id_number)
         phone_e164 = normalise_phone(phone)
-        name = name.strip()
         ctx = self.ctx
         self._quota(
             f"id:{ctx.services.pii.id_number_index(number)}",
             f"phone:{ctx.services.pii.phone_index(phone_e164)}",
         )
-        flow = new_secret("", 24)
+        return new_secret("", 24)
+
+    def continue_registration(self, flow: str, *, id_number: str, name: str, phone: str) -> None:
+        """A code goes out only when the registry matches and the number is new; an
+        "already registered" notice goes to the registered account's phone, never to the
+        phone typed in."""
+        number = normalise_id_number(id_number)
+        phone_e164 = normalise_phone(phone)
+        name = name.strip()
+        ctx = self.ctx
         existing = ctx.accounts.find_by_id_number(number)
         owner_phone = ctx.accounts.phone(existing) if existing else None
         if existing is not None or ctx.accounts.find_by_phone(phone_e164) is not None:
@@ -180,10 +188,12 @@ class PhoneFlows:
                     "【通办】有人尝试用您的身份号码注册。如非本人操作，请忽略。",
                 )
         elif self.verifier.matches(ctx.session, number, name, phone_e164):
-            flow = self._issue(
-                phone_e164, "register", {"id_number": number, "name": name, "phone": phone_e164}
+            self._issue(
+                flow,
+                phone_e164,
+                "register",
+                {"id_number": number, "name": name, "phone": phone_e164},
             )
-        return flow
 
     def _quota(self, *keys: str) -> None:
         """SMS are limited per identity, per phone and per address and hour, whatever the
@@ -255,14 +265,16 @@ class PhoneFlows:
         return new.account.id
 
     def start_reset(self, username: str) -> str:
+        self._quota(f"reset:{username.strip()[:64]}")
+        return new_secret("", 24)
+
+    def continue_reset(self, flow: str, username: str) -> None:
+        """A code goes to the account's phone, if there is such an account with a phone."""
         ctx = self.ctx
         account = ctx.accounts.find_by_username(username.strip()) if len(username) < 64 else None
         phone = ctx.accounts.phone(account) if account else None
-        self._quota(f"reset:{username.strip()[:64]}")
-        flow = new_secret("", 24)
         if account is not None and phone:
-            flow = self._issue(phone, "reset", {"account_id": account.id})
-        return flow
+            self._issue(flow, phone, "reset", {"account_id": account.id})
 
     def finish_reset(self, *, flow: str, code: str, password: str) -> str:
         row, data = self._check(flow, code, "reset")

@@ -3,11 +3,13 @@ an ID number or phone number is known (ASVS 6.3.8)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from idp.logout import end_all_sessions
@@ -18,6 +20,7 @@ from web.http import form_pairs, unit_of_work
 from web.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger("tongban.register")
 
 
 def _flows(request: Request, ctx: Any) -> PhoneFlows:
@@ -29,6 +32,22 @@ def _flows(request: Request, ctx: Any) -> PhoneFlows:
         sms=DevelopmentSms(pii, runtime.clock),
         throttle=request.app.state.sms_throttle,
     )
+
+
+def _after_answer(request: Request, step: Callable[[PhoneFlows], None]) -> BackgroundTask:
+    """What a flow does depending on who is asking, run once the answer is sent (see
+    `PhoneFlows`), in a unit of work of its own."""
+    runtime: Runtime = request.app.state.runtime
+
+    def work() -> None:
+        try:
+            with unit_of_work(runtime, request) as ctx:
+                step(_flows(request, ctx))
+        except Exception as exc:  # nobody is waiting: the user just gets no code
+            # The type only: messages may quote what the user typed.
+            log.error("a registration or reset step failed: %s", type(exc).__name__)
+
+    return BackgroundTask(work)
 
 
 def _parts(request: Request) -> tuple[Runtime, Browser]:
@@ -74,7 +93,7 @@ async def register_start(request: Request) -> Response:
             form=form,
             error=message or exc.description,
         )
-    return b.render(
+    response = b.render(
         request,
         "register.html",
         title=t("register.title"),
@@ -83,6 +102,16 @@ async def register_start(request: Request) -> Response:
         action="/register/verify",
         message=t("register.sent"),
     )
+    response.background = _after_answer(
+        request,
+        lambda flows: flows.continue_registration(
+            flow,
+            id_number=form.get("id_number", ""),
+            name=form.get("name", ""),
+            phone=form.get("phone", ""),
+        ),
+    )
+    return response
 
 
 @router.post("/register/verify")
@@ -127,7 +156,7 @@ async def reset_start(request: Request) -> Response:
             step="reset",
             error=t.pick((getattr(flow, "zh", flow.description), flow.description)),
         )
-    return b.render(
+    response = b.render(
         request,
         "register.html",
         title=t("reset.title"),
@@ -136,6 +165,10 @@ async def reset_start(request: Request) -> Response:
         action="/reset/verify",
         message=t("register.sent"),
     )
+    response.background = _after_answer(
+        request, lambda flows: flows.continue_reset(flow, form.get("username", ""))
+    )
+    return response
 
 
 @router.post("/reset/verify")

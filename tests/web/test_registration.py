@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -37,8 +38,18 @@ NAMES = ["李小龙", "王芳", "张伟", "刘洋", "陈静", "杨磊", "赵敏"
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def sms_outbox(live: LiveServer) -> list[dict[str, str]]:
-    """Every message in the development outbox (`tongban sms outbox`, one JSON per line)."""
+def sms_outbox(live: LiveServer, *waiting_for: str) -> list[dict[str, str]]:
+    """Every message in the development outbox (`tongban sms outbox`, one JSON per line).
+
+    Codes and notices go out after the answer (`idp.registration.PhoneFlows`), as a real
+    SMS arrives after the page: first wait for a message to each phone of `waiting_for`,
+    then a moment more for the steps of the requests made before."""
+    deadline = time.monotonic() + 15
+    for phone in waiting_for:
+        while not sms_rows(live, phone):
+            assert time.monotonic() < deadline, f"no message to {phone}"
+            time.sleep(0.05)
+    time.sleep(0.3)
     out = subprocess.run(
         [str(BIN / "tongban"), "sms", "outbox", "--last", "200"],
         env=live.env,
@@ -181,7 +192,7 @@ def test_register_with_phone_code_then_log_in_through_an_authorization_request(
     assert person["id_number"] not in started.text and person["id_number"] not in str(started.url)
     flow = flow_of(started)
 
-    texts = texts_to(sms_outbox(live), phone)
+    texts = texts_to(sms_outbox(live, phone), phone)
     assert len(texts) == 1, texts
     code = code_in(texts[0])
     assert account_for(live, person["id_number"]) is None  # nothing before the phone is proved
@@ -262,7 +273,7 @@ def test_known_number_and_registry_mismatch_look_like_a_successful_start(
 
     # the typed-in phone learns nothing either: only a due code is sent to it, and the
     # owner of an already registered identity is told on their own phone
-    outbox = sms_outbox(live)
+    outbox = sms_outbox(live, phones["new"], owner_phone)
     new_texts = texts_to(outbox, phones["new"])
     assert len(new_texts) == 1 and CODE.search(new_texts[0])
     for case in ("registered", "wrong_name", "not_in_registry"):
@@ -329,7 +340,7 @@ def test_five_wrong_codes_end_the_registration_and_reset_flows(
             .account.id
         )
     resetting = browser.post("/reset", browser.get("/reset"), username=number)
-    outbox = sms_outbox(live)
+    outbox = sms_outbox(live, phone, reset_phone)
     register_code = code_in(texts_to(outbox, phone)[0])
     reset_code = code_in(texts_to(outbox, reset_phone)[0])
 
@@ -360,7 +371,7 @@ def test_a_wrong_code_is_refused_and_the_right_one_still_works(
         browser, id_number=person["id_number"], name=person["name"], phone=phone
     )
     flow = flow_of(started)
-    code = code_in(texts_to(sms_outbox(live), phone)[0])
+    code = code_in(texts_to(sms_outbox(live, phone), phone)[0])
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     refused = verify(
         browser, "/register/verify", started, flow=flow, code=wrong, password="a long passphrase!"
@@ -450,7 +461,7 @@ def test_password_reset_by_phone_code_logs_out_other_sessions(live: LiveServer) 
         assert without_flow(page) == without_flow(known)
     flow = flow_of(known)
 
-    texts = texts_to(sms_outbox(live), phone)
+    texts = texts_to(sms_outbox(live, phone), phone)
     assert len(texts) == 2, texts  # one for the ID number, one for the phone; none for others
     code = code_in(texts[0])
 
