@@ -296,7 +296,9 @@ TOKEN_CPU_SECONDS = 170e-6
 
 
 def _group_commit_overhead(url: str) -> list[tuple[str, str]]:
-    """What `web.audit_batch` adds per token, with `connections` requests in flight at
+    """What group commit on a writer thread (`web.audit_batch`, which apps built without
+    background work use; a served process hands its events to the audit process, measured
+    in `bench/http_bench.py`) adds per token, with `connections` requests in flight at
     once as under wrk: each spends the token's CPU, then waits for its event's commit.
     Process CPU per request beyond the token's own (validation, insert, commit, the hand-
     over to the writer thread), and the request rate against the same loop without
@@ -340,7 +342,7 @@ def _group_commit_overhead(url: str) -> list[tuple[str, str]]:
             (bare_cpu, bare_rate), (audited_cpu, audited_rate) = rates
             figures.append(
                 (
-                    f"audit[sqlite]: group commit, {connections} requests in flight",
+                    f"audit[sqlite]: group commit on a thread, {connections} in flight",
                     f"+{(audited_cpu - bare_cpu) * 1e6:.1f} µs CPU per token "
                     f"({100 * (1 - audited_rate / bare_rate):.0f}% fewer requests/s)",
                 )

@@ -33,7 +33,9 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import make_url
 
 from audit.errors import InvalidAuditEvent
 from web.settings import Settings
@@ -48,6 +50,8 @@ READY, COMMITTED, REFUSED, FAILED = b"R", 0, 1, 2
 MAX_FRAME_EVENTS = 1000
 #: How long a new child may take to import, build its runtime and connect.
 START_TIMEOUT_SECONDS = 60.0
+#: A request waits this long for its frame's answer; then the child counts as stuck.
+ANSWER_TIMEOUT_SECONDS = 30.0
 
 
 class AuditUnavailable(RuntimeError):
@@ -68,26 +72,51 @@ def _frame(payload: bytes) -> bytes:
 # -- the server's side -------------------------------------------------------------------
 
 
+class _Child:
+    """One audit process and what it owes: per frame sent and not yet answered, the
+    requests waiting for it. Its own queue, so answers of one child can never settle
+    frames sent to the next."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.unanswered: deque[list[asyncio.Future[None]]] = deque()
+        self.reader: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return (
+            self.process.returncode is None and self.reader is not None and not self.reader.done()
+        )
+
+    def fail_unanswered(self) -> None:
+        # Sent and not answered: maybe committed, maybe not. The requests fail, so none
+        # is answered as if its event were recorded.
+        while self.unanswered:
+            for future in self.unanswered.popleft():
+                if not future.done():
+                    future.set_exception(AuditUnavailable("the audit process stopped"))
+
+
 class AuditProcess:
     """Owned by one server process (one event loop): starts the child, hands it events and
     restarts it if it dies."""
 
     def __init__(self, settings: Settings, *, restart_delay: float = 1.0) -> None:
+        url = make_url(settings.db_url)
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("the audit process must open the same database: not in memory")
         self.settings = settings
         self.restart_delay = restart_delay
-        self._process: asyncio.subprocess.Process | None = None
-        self._starting: asyncio.Task[asyncio.subprocess.Process] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._child: _Child | None = None
+        self._starting: asyncio.Task[_Child] | None = None
         self._restart: asyncio.TimerHandle | None = None
         self._restarting: asyncio.Task[None] | None = None
         self._outbox: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
-        #: per frame sent and not yet answered, the requests waiting for it
-        self._unanswered: deque[list[asyncio.Future[None]]] = deque()
         self._stopping = False
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._child.process.pid if self._child is not None else None
 
     async def start(self) -> None:
         self._stopping = False
@@ -98,14 +127,21 @@ class AuditProcess:
         `InvalidAuditEvent` if they were not."""
         if not events:
             return
-        await self._running()
+        child = await self._running()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._outbox:
             # Sent at the end of this turn of the loop, with whatever else joins it.
             loop.call_soon(self._send)
         self._outbox.append((events, future))
-        await future
+        try:
+            # Shielded: on timeout the frame stays owed, and is failed with the child.
+            await asyncio.wait_for(asyncio.shield(future), ANSWER_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.error("audit process %d stopped answering; replacing it", child.process.pid)
+            if child.process.returncode is None:
+                child.process.kill()
+            raise AuditUnavailable("the audit process did not answer") from None
 
     async def stop(self) -> None:
         """Close the child's input; it commits what it has, answers and exits."""
@@ -113,9 +149,17 @@ class AuditProcess:
         if self._restart is not None:
             self._restart.cancel()
             self._restart = None
-        process = self._process
-        if process is None:
+        if self._starting is not None and not self._starting.done():
+            with contextlib.suppress(Exception):
+                await self._starting
+        child = self._child
+        if child is None:
             return
+        await self._close(child)
+
+    @staticmethod
+    async def _close(child: _Child) -> None:
+        process = child.process
         if process.stdin is not None:
             process.stdin.close()
         try:
@@ -123,24 +167,36 @@ class AuditProcess:
         except TimeoutError:
             process.kill()
             await process.wait()
-        if self._reader is not None:
-            await self._reader
+        if child.reader is not None:
+            await child.reader
 
-    async def _running(self) -> asyncio.subprocess.Process:
-        if self._process is not None and self._process.returncode is None:
-            return self._process
+    async def _running(self) -> _Child:
+        if self._child is not None and self._child.alive:
+            return self._child
+        if self._stopping:
+            raise AuditUnavailable("the server is stopping")
         if self._starting is None or self._starting.done():
+            if self._restart is not None:
+                # A start failed or the child died a moment ago: wait for the scheduled
+                # restart rather than start interpreters as fast as requests come.
+                raise AuditUnavailable("the audit process is restarting")
             self._starting = asyncio.get_running_loop().create_task(self._spawn())
         return await asyncio.shield(self._starting)
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "web.audit_process",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+    async def _spawn(self) -> _Child:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "web.audit_process",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                # The child imports what this process imports, from wherever it runs.
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )
+        except OSError as exc:
+            self._schedule_restart()
+            raise AuditUnavailable(f"the audit process could not start: {exc}") from exc
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(_frame(settings_payload(self.settings)))
         try:
@@ -153,15 +209,19 @@ class AuditProcess:
             await process.wait()
             self._schedule_restart()
             raise AuditUnavailable("the audit process did not start")
-        self._process = process
-        self._reader = asyncio.get_running_loop().create_task(self._read_answers(process))
+        child = _Child(process)
+        child.reader = asyncio.get_running_loop().create_task(self._read_answers(child))
+        self._child = child
         log.info("audit process %d started", process.pid)
-        return process
+        if self._stopping:  # stop() came while it was starting
+            await self._close(child)
+        return child
 
     def _send(self) -> None:
         outbox, self._outbox = self._outbox, []
-        process = self._process
-        if process is None or process.returncode is not None or process.stdin is None:
+        child = self._child
+        process = child.process if child is not None else None
+        if child is None or not child.alive or process is None or process.stdin is None:
             for _, future in outbox:
                 if not future.done():
                     future.set_exception(AuditUnavailable("the audit process stopped"))
@@ -182,16 +242,22 @@ class AuditProcess:
                 ).encode()
             except (TypeError, ValueError) as exc:  # not JSON: the audit log would refuse it
                 for _, future in frame:
-                    future.set_exception(InvalidAuditEvent(f"an event is not JSON: {exc}"))
+                    if not future.done():
+                        future.set_exception(InvalidAuditEvent(f"an event is not JSON: {exc}"))
                 continue
-            self._unanswered.append([future for _, future in frame])
+            child.unanswered.append([future for _, future in frame])
             process.stdin.write(_frame(payload))
 
-    async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
+    async def _read_answers(self, child: _Child) -> None:
+        process = child.process
         assert process.stdout is not None
         while answers := await process.stdout.read(4096):
+            if len(answers) > len(child.unanswered):
+                log.error("audit process %d answered frames never sent", process.pid)
+                process.kill()
+                break
             for answer in answers:
-                for future in self._unanswered.popleft():
+                for future in child.unanswered.popleft():
                     if future.done():
                         continue
                     if answer == COMMITTED:
@@ -201,14 +267,9 @@ class AuditProcess:
                     else:
                         future.set_exception(AuditUnavailable("the events were not recorded"))
         await process.wait()
-        # Whatever was sent and not answered may or may not be committed: the requests
-        # fail, so none is answered as if its event were recorded.
-        while self._unanswered:
-            for future in self._unanswered.popleft():
-                if not future.done():
-                    future.set_exception(AuditUnavailable("the audit process stopped"))
-        if self._process is process:
-            self._process = None
+        child.fail_unanswered()
+        if self._child is child:
+            self._child = None
         if not self._stopping:
             log.error("audit process %d exited with %s", process.pid, process.returncode)
             self._schedule_restart()
@@ -222,7 +283,7 @@ class AuditProcess:
 
         def restart() -> None:
             self._restart = None
-            if not self._stopping and self._process is None:
+            if not self._stopping and (self._child is None or not self._child.alive):
                 self._restarting = loop.create_task(self._restart_quietly())
 
         self._restart = loop.call_later(self.restart_delay, restart)
@@ -248,13 +309,14 @@ class _Frames:
         self.ended = False
 
     def _complete(self) -> list[bytes]:
-        frames = []
-        while len(self.buffer) >= 4:
-            size = int.from_bytes(self.buffer[:4], "big")
-            if len(self.buffer) < 4 + size:
+        frames, at, buffer = [], 0, self.buffer
+        while len(buffer) - at >= 4:
+            size = int.from_bytes(buffer[at : at + 4], "big")
+            if len(buffer) - at < 4 + size:
                 break
-            frames.append(self.buffer[4 : 4 + size])
-            self.buffer = self.buffer[4 + size :]
+            frames.append(buffer[at + 4 : at + 4 + size])
+            at += 4 + size
+        self.buffer = buffer[at:]
         return frames
 
     def next(self, timeout: float | None = None) -> list[bytes]:
@@ -279,14 +341,17 @@ def commit_frames(write: Writer, frames: list[list[dict[str, Any]]]) -> bytes:
     except InvalidAuditEvent:
         if len(frames) == 1:
             return bytes([REFUSED])
-    except Exception:
-        log.exception("the audit events could not be committed")
+    except Exception as exc:
+        # The type only: a database error quotes the statement's values.
+        log.error("the audit events could not be committed: %s", type(exc).__name__)
         return bytes([FAILED] * len(frames))
     return b"".join(commit_frames(write, [events]) for events in frames)
 
 
 def answer_frames(payloads: list[bytes], write: Writer) -> tuple[bytes, int]:
-    """The answers to `payloads`, and how many events were committed."""
+    """The answers to `payloads`, and how many events were committed. Frames are merged
+    into transactions of at most `MAX_FRAME_EVENTS` events (more would only make one
+    statement, and the wait for it, longer)."""
     decoded: list[list[dict[str, Any]] | None] = []
     for payload in payloads:
         try:
@@ -294,15 +359,31 @@ def answer_frames(payloads: list[bytes], write: Writer) -> tuple[bytes, int]:
         except ValueError:
             events = None
         decoded.append(events if isinstance(events, list) else None)
-    good = [events for events in decoded if events is not None]
-    results = iter(commit_frames(write, good) if good else b"")
-    answers = bytes(REFUSED if events is None else next(results) for events in decoded)
+    results = bytearray()
+    group: list[list[dict[str, Any]]] = []
+    size = 0
+    for events in (events for events in decoded if events is not None):
+        if group and size + len(events) > MAX_FRAME_EVENTS:
+            results += commit_frames(write, group)
+            group, size = [], 0
+        group.append(events)
+        size += len(events)
+    if group:
+        results += commit_frames(write, group)
+    each = iter(results)
+    answers = bytes(REFUSED if events is None else next(each) for events in decoded)
     committed = sum(
         len(events)
         for events, answer in zip(decoded, answers, strict=True)
         if events is not None and answer == COMMITTED
     )
     return answers, committed
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 #: Events sequenced per transaction in the child: a request whose frame arrives meanwhile
@@ -317,7 +398,8 @@ class AuditWorker:
     """The child's one thread: answers frames, and between them sequences in slices —
     the events it committed soon, everything else pending (other writers' events, other
     replicas') and checkpoints on the schedule. One thread, so writing and sequencing
-    never wait on each other for the interpreter lock or for SQLite's write lock."""
+    never wait on each other for the interpreter lock or for SQLite's write lock; frames
+    that arrive while a backlog is sequenced are answered between its slices."""
 
     def __init__(self, runtime: Runtime, write: Writer) -> None:
         self.runtime = runtime
@@ -327,17 +409,15 @@ class AuditWorker:
         self.oldest = 0.0  # when the oldest of the unsequenced events was committed
         self.next_tick = 0.0  # at once: a backlog may be waiting from before a restart
 
-    def run(self, frames: _Frames, answers: IO[bytes]) -> None:
+    def run(self, frames: _Frames, answers: int) -> None:
+        """Serve until the end of input; the answers go to the descriptor `answers`."""
         while True:
             now = time.monotonic()
-            if self._sequence_due(now):
-                self._sequence(now)
-                continue
-            payloads = frames.next(self._wait(now))
+            # Frames first, without waiting when a slice is due.
+            payloads = frames.next(0.0 if self._sequence_due(now) else self._wait(now))
             if payloads:
                 reply, committed = answer_frames(payloads, self.write)
-                answers.write(reply)
-                answers.flush()
+                _write_all(answers, reply)
                 if committed and not self.unsequenced:
                     self.oldest = time.monotonic()
                 self.unsequenced += committed
@@ -347,6 +427,9 @@ class AuditWorker:
                 while self.unsequenced:
                     self._sequence(time.monotonic())
                 return
+            now = time.monotonic()
+            if self._sequence_due(now):
+                self._sequence(now)  # one slice, then the frames that came meanwhile
 
     def _sequence_due(self, now: float) -> bool:
         return (
@@ -364,13 +447,14 @@ class AuditWorker:
     def _sequence(self, now: float) -> None:
         try:
             placed = self.runtime.audit_tick(limit=SEQUENCE_SLICE)
-        except Exception:  # retried at the next tick; the events stay pending, not lost
-            log.exception("sequencing the audit log failed")
+        except Exception as exc:  # retried at the next tick; the events stay pending
+            log.error("sequencing the audit log failed: %s", type(exc).__name__)
             placed = 0
         if placed >= SEQUENCE_SLICE:
-            # More may be waiting: go on after answering what arrived meanwhile.
+            # A backlog: the next slice is due at once (after any frames).
             self.unsequenced = max(0, self.unsequenced - placed)
             self.oldest = now - SEQUENCE_LINGER_SECONDS
+            self.next_tick = now
             return
         self.unsequenced = 0
         self.next_tick = now + self.tick_seconds
@@ -381,11 +465,12 @@ def main() -> None:
     from web.runtime import build_runtime
 
     # The answers keep a descriptor of their own; anything printed goes to stderr.
-    answers = os.fdopen(os.dup(1), "wb", buffering=0)
+    answers = os.dup(1)
     os.dup2(2, 1)
-    # Ctrl+C reaches the whole process group: the parent closes our input instead, and
-    # we finish what was sent.
+    # Signals meant for the whole process group (Ctrl+C, a service manager's SIGTERM):
+    # the parent closes our input when it stops, and we finish what was sent first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s %(message)s")
     frames = _Frames(sys.stdin.fileno())
     first = frames.next()
@@ -395,7 +480,7 @@ def main() -> None:
     frames.buffer = b"".join(_frame(f) for f in first[1:]) + frames.buffer
     runtime = build_runtime(settings)
     writer = GroupWriter(runtime)
-    answers.write(READY)
+    _write_all(answers, READY)
     try:
         AuditWorker(runtime, writer.write).run(frames, answers)
     finally:

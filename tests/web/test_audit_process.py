@@ -206,8 +206,8 @@ def test_the_worker_answers_in_order_and_sequences_in_slices(
 
         sender = threading.Thread(target=send)
         sender.start()
-        with os.fdopen(replies, "wb", buffering=0) as answers:
-            AuditWorker(runtime, writer.write).run(_Frames(requests), answers)
+        AuditWorker(runtime, writer.write).run(_Frames(requests), replies)
+        os.close(replies)
         sender.join()
         got = os.read(theirs, 100)
         assert list(got) == [COMMITTED, REFUSED] + [COMMITTED] * (len(frames) - 2)
@@ -219,3 +219,39 @@ def test_the_worker_answers_in_order_and_sequences_in_slices(
         os.close(theirs)
         writer.close()
         runtime.engine.dispose()
+
+
+@pytest.mark.usefixtures("factory")
+def test_frames_are_answered_between_the_slices_of_a_backlog(
+    database_url: str, tmp_path: Path
+) -> None:
+    runtime = build_runtime(Settings(database_url=database_url, data_dir=tmp_path))
+    writer = GroupWriter(runtime)
+    backlog = SEQUENCE_SLICE * 6
+    with runtime.engine.begin() as connection:  # other writers' events, waiting
+        runtime.audit.record_many(connection, [token_event("backlog")] * backlog)
+    requests, ours = os.pipe()
+    theirs, replies = os.pipe()
+    os.write(ours, _frame(json.dumps([token_event("urgent")]).encode()))
+    worker = threading.Thread(
+        target=AuditWorker(runtime, writer.write).run, args=(_Frames(requests), replies)
+    )
+    worker.start()
+    try:
+        assert os.read(theirs, 1) == bytes([COMMITTED])
+        # answered before the backlog was worked off: at most one slice went first
+        assert count(runtime, "audit_pending", "backlog") >= backlog - SEQUENCE_SLICE
+        deadline = time.monotonic() + 60  # then the slices go on by themselves
+        while count(runtime, "audit_pending", "backlog"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.close(ours)
+        worker.join(60)
+        for fd in (requests, theirs, replies):
+            os.close(fd)
+        writer.close()
+        runtime.engine.dispose()
+    assert not worker.is_alive()
+    assert count(runtime, "audit_event", "backlog") == backlog
+    assert count(runtime, "audit_event", "urgent") == 1
