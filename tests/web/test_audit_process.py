@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,7 +29,7 @@ from web.audit_process import (
     _Frames,
     answer_frames,
 )
-from web.runtime import build_runtime
+from web.runtime import Runtime, build_runtime
 from web.settings import Settings
 
 
@@ -141,8 +142,8 @@ def token_event(client_id: str, **changes: object) -> dict[str, object]:
     }
 
 
-def count(runtime: object, table: str, client_id: str) -> int:
-    with runtime.engine.connect() as connection:  # type: ignore[attr-defined]
+def count(runtime: Runtime, table: str, client_id: str) -> int:
+    with runtime.engine.connect() as connection:
         return int(
             connection.execute(
                 text(f"SELECT count(*) FROM {table} WHERE client_id = :c"), {"c": client_id}
@@ -150,27 +151,34 @@ def count(runtime: object, table: str, client_id: str) -> int:
         )
 
 
-@pytest.mark.usefixtures("factory")  # an empty database: the runtime creates its secrets
-def test_a_bad_frame_is_refused_alone_and_a_database_failure_fails_all(
-    database_url: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def child_side(
+    database_url: str, tmp_path: Path, factory: object
+) -> Iterator[tuple[Runtime, GroupWriter]]:
+    """What the child builds, on an empty database (`factory` empties it, so the runtime
+    creates its own secrets)."""
     runtime = build_runtime(Settings(database_url=database_url, data_dir=tmp_path))
     writer = GroupWriter(runtime)
-    try:
-        good = json.dumps([token_event("good"), token_event("good")]).encode()
-        unknown = json.dumps([token_event("bad"), token_event("bad", event="token.stolen")])
-        control = json.dumps([token_event("bad", source="127.0.0.1\x00")])
-        answers, committed = answer_frames(
-            [good, unknown.encode(), b"{not json", control.encode(), b'{"a": 1}', good],
-            writer.write,
-        )
-        assert list(answers) == [COMMITTED, REFUSED, REFUSED, REFUSED, REFUSED, COMMITTED]
-        assert committed == 4
-        assert count(runtime, "audit_pending", "good") == 4
-        assert count(runtime, "audit_pending", "bad") == 0  # nothing of a refused frame
-    finally:
-        writer.close()
-        runtime.engine.dispose()
+    yield runtime, writer
+    writer.close()
+    runtime.engine.dispose()
+
+
+def test_a_bad_frame_is_refused_alone_and_a_database_failure_fails_all(
+    child_side: tuple[Runtime, GroupWriter], tmp_path: Path
+) -> None:
+    runtime, writer = child_side
+    good = json.dumps([token_event("good"), token_event("good")]).encode()
+    unknown = json.dumps([token_event("bad"), token_event("bad", event="token.stolen")])
+    control = json.dumps([token_event("bad", source="127.0.0.1\x00")])
+    answers, committed = answer_frames(
+        [good, unknown.encode(), b"{not json", control.encode(), b'{"a": 1}', good],
+        writer.write,
+    )
+    assert list(answers) == [COMMITTED, REFUSED, REFUSED, REFUSED, REFUSED, COMMITTED]
+    assert committed == 4
+    assert count(runtime, "audit_pending", "good") == 4
+    assert count(runtime, "audit_pending", "bad") == 0  # nothing of a refused frame
 
     broken = build_runtime(
         Settings(
@@ -185,12 +193,10 @@ def test_a_bad_frame_is_refused_alone_and_a_database_failure_fails_all(
         broken.engine.dispose()
 
 
-@pytest.mark.usefixtures("factory")
 def test_the_worker_answers_in_order_and_sequences_in_slices(
-    database_url: str, tmp_path: Path
+    child_side: tuple[Runtime, GroupWriter],
 ) -> None:
-    runtime = build_runtime(Settings(database_url=database_url, data_dir=tmp_path))
-    writer = GroupWriter(runtime)
+    runtime, writer = child_side
     requests, ours = os.pipe()
     theirs, replies = os.pipe()
     try:
@@ -217,16 +223,12 @@ def test_the_worker_answers_in_order_and_sequences_in_slices(
     finally:
         os.close(requests)
         os.close(theirs)
-        writer.close()
-        runtime.engine.dispose()
 
 
-@pytest.mark.usefixtures("factory")
 def test_frames_are_answered_between_the_slices_of_a_backlog(
-    database_url: str, tmp_path: Path
+    child_side: tuple[Runtime, GroupWriter],
 ) -> None:
-    runtime = build_runtime(Settings(database_url=database_url, data_dir=tmp_path))
-    writer = GroupWriter(runtime)
+    runtime, writer = child_side
     backlog = SEQUENCE_SLICE * 6
     with runtime.engine.begin() as connection:  # other writers' events, waiting
         runtime.audit.record_many(connection, [token_event("backlog")] * backlog)
@@ -250,8 +252,6 @@ def test_frames_are_answered_between_the_slices_of_a_backlog(
         worker.join(60)
         for fd in (requests, theirs, replies):
             os.close(fd)
-        writer.close()
-        runtime.engine.dispose()
     assert not worker.is_alive()
     assert count(runtime, "audit_event", "backlog") == backlog
     assert count(runtime, "audit_event", "urgent") == 1
