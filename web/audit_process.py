@@ -33,6 +33,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import make_url
@@ -63,6 +64,13 @@ def settings_payload(settings: Settings) -> bytes:
     # JSON mode masks secrets; the child needs the real key-encryption keys.
     data["keks"] = settings.keks.get_secret_value() if settings.keks is not None else None
     return json.dumps(data).encode()
+
+
+def _import_path() -> str:
+    """The child imports this very code (the folder holding `web/`), then whatever this
+    process can import, wherever either was started from."""
+    root = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join(dict.fromkeys([root, *(p for p in sys.path if p)]))
 
 
 def _frame(payload: bytes) -> bytes:
@@ -187,12 +195,12 @@ class AuditProcess:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
+                "-P",  # not the working directory first: it may hold another `web`
                 "-m",
                 "web.audit_process",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
-                # The child imports what this process imports, from wherever it runs.
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+                env={**os.environ, "PYTHONPATH": _import_path()},
             )
         except OSError as exc:
             self._schedule_restart()

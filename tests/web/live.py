@@ -124,7 +124,11 @@ class LiveServer:
 
 
 def start_server(
-    database_url: str, data_dir: Path, extra_env: dict[str, str] | None = None, workers: int = 1
+    database_url: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
+    cwd: Path | None = None,
 ) -> LiveServer:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -154,6 +158,7 @@ def start_server(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=cwd,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

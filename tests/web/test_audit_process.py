@@ -16,8 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from migrations import upgrade
 from tests.conftest import served
-from tests.web.live import LiveServer
+from tests.web.live import LiveServer, start_server
 from web.audit_batch import GroupWriter
 from web.audit_process import (
     COMMITTED,
@@ -110,6 +111,29 @@ def test_a_killed_audit_process_is_replaced_and_no_token_goes_unrecorded(
         # Every token answered has its event; a refused one may have one too (its frame
         # may have been committed just before the child died).
         assert wait_sequenced(server, client_id, answered) >= answered
+
+
+def test_the_audit_process_imports_the_servers_code_wherever_it_was_started(
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "web").mkdir(parents=True)
+    (elsewhere / "web" / "__init__.py").write_text("raise ImportError('not our web')\n")
+    url = f"sqlite:///{tmp_path / 'tongban.db'}"
+    upgrade(url)
+    server = start_server(url, tmp_path, cwd=elsewhere)
+    try:
+        client_id, secret = machine(server)
+        response = httpx.post(
+            f"{server.url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret),
+        )
+        assert response.status_code == 200, response.text
+        assert wait_sequenced(server, client_id, 1) == 1
+    finally:
+        server.stop()
+        server.runtime.engine.dispose()
 
 
 def test_the_audit_process_ends_with_the_server(tmp_path: Path) -> None:
