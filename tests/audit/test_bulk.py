@@ -64,7 +64,11 @@ def test_record_many_keeps_order_and_the_log_verifies(world: World) -> None:
     assert rows[5].details == '{"ratio":0.5,"名称":"市民政局"}'
     assert [r.actor for r in rows] == [e["actor"] for e in events]
     for row in rows:
-        assert uuid.UUID(row.event_id).version == 4 and len(row.event_id) == 32
+        parsed = uuid.UUID(row.event_id)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert len(row.event_id) == 32
+        # RFC 9562 §5.7: the first 48 bits are the recording time in Unix milliseconds
+        assert parsed.int >> 80 == int(row.recorded_at.timestamp() * 1000)
     assert len({r.event_id for r in rows}) == 40
     world.checkpoint()
     report = verify_log(world.factory, keks=world.keks)
