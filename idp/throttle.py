@@ -3,15 +3,38 @@ otherwise in the database (one upsert per failure)."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Executable, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from idp.models import ThrottleCounter
+
+# Built once: composing a statement and its cache key costs more than running it, and a
+# login checks several counters.
+_COUNTERS = cast(Table, ThrottleCounter.__table__)
+_COUNT = select(_COUNTERS.c.count).where(
+    _COUNTERS.c.key == bindparam("key"), _COUNTERS.c.window_start == bindparam("bucket")
+)
+
+
+@functools.cache
+def _increment(dialect: str) -> Executable:
+    """One upsert that adds a failure and returns the window's count."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(_COUNTERS)
+        .values(key=bindparam("key"), window_start=bindparam("bucket"), count=1)
+        .on_conflict_do_update(
+            index_elements=[_COUNTERS.c.key, _COUNTERS.c.window_start],
+            set_={"count": _COUNTERS.c.count + 1},
+        )
+        .returning(_COUNTERS.c.count)
+    )
 
 
 class Throttle:
@@ -33,11 +56,11 @@ class Throttle:
         if self.redis is not None:
             value = self.redis.get(f"tb:throttle:{key}:{bucket}")
             return int(value or 0)
-        row = session.execute(
-            select(ThrottleCounter.count).where(
-                ThrottleCounter.key == key[:128], ThrottleCounter.window_start == bucket
-            )
-        ).scalar_one_or_none()
+        row = (
+            session.connection()
+            .execute(_COUNT, {"key": key[:128], "bucket": bucket})
+            .scalar_one_or_none()
+        )
         return int(row or 0)
 
     def fail(self, session: Session, key: str, now: datetime) -> int:
@@ -48,15 +71,11 @@ class Throttle:
             pipe.incr(name)
             pipe.expire(name, self.window * 2)
             return int(pipe.execute()[0])
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = insert(ThrottleCounter).values(key=key[:128], window_start=bucket, count=1)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["key", "window_start"],
-            set_={"count": ThrottleCounter.count + 1},
+        connection = session.connection()
+        counted = connection.execute(
+            _increment(connection.dialect.name), {"key": key[:128], "bucket": bucket}
         )
-        session.execute(stmt)
-        return self.failures(session, key, now)
+        return int(counted.scalar_one())
 
     def purge(self, session: Session, now: datetime, *, older_than: int = 2 * 3600) -> None:
         """Drop database windows that ended long ago (Redis keys expire by themselves)."""
