@@ -1,4 +1,6 @@
-"""Group commit for high-rate audit events (machine token issuance).
+"""Group commit for high-rate audit events (machine token issuance) on a thread of this
+process, for apps built without background work; a served process hands them to its
+audit process instead (`web.audit_process`), which commits them with `GroupWriter`.
 
 A request hands its events over and waits until they are durably committed; events of
 all requests waiting at the same moment share one transaction. Nothing is answered
