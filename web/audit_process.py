@@ -51,8 +51,6 @@ READY, COMMITTED, REFUSED, FAILED = b"R", 0, 1, 2
 MAX_FRAME_EVENTS = 1000
 #: How long a new child may take to import, build its runtime and connect.
 START_TIMEOUT_SECONDS = 60.0
-#: A request waits this long for its frame's answer; then the child counts as stuck.
-ANSWER_TIMEOUT_SECONDS = 30.0
 
 
 class AuditUnavailable(RuntimeError):
@@ -85,10 +83,34 @@ class _Child:
     requests waiting for it. Its own queue, so answers of one child can never settle
     frames sent to the next."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, answer_timeout: float) -> None:
         self.process = process
+        self.answer_timeout = answer_timeout
         self.unanswered: deque[list[asyncio.Future[None]]] = deque()
+        self.sent: deque[float] = deque()  # when each unanswered frame was sent
         self.reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def watch(self) -> None:
+        """A child that leaves a frame unanswered for `answer_timeout` seconds is stuck:
+        killing it fails the frames' requests, and a new child is started. One timer per
+        child rather than one per request, which the event loop would pay for on every
+        token."""
+        if self._watchdog is None and self.sent:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_at(
+                loop.time() + self.sent[0] + self.answer_timeout - time.monotonic(),
+                self._check,
+            )
+
+    def _check(self) -> None:
+        self._watchdog = None
+        if self.sent and time.monotonic() - self.sent[0] >= self.answer_timeout:
+            log.error("audit process %d stopped answering; replacing it", self.process.pid)
+            if self.process.returncode is None:
+                self.process.kill()
+            return
+        self.watch()
 
     @property
     def alive(self) -> bool:
@@ -99,6 +121,7 @@ class _Child:
     def fail_unanswered(self) -> None:
         # Sent and not answered: maybe committed, maybe not. The requests fail, so none
         # is answered as if its event were recorded.
+        self.sent.clear()
         while self.unanswered:
             for future in self.unanswered.popleft():
                 if not future.done():
@@ -135,21 +158,16 @@ class AuditProcess:
         `InvalidAuditEvent` if they were not."""
         if not events:
             return
-        child = await self._running()
+        child = self._child
+        if child is None or not child.alive:
+            await self._running()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._outbox:
             # Sent at the end of this turn of the loop, with whatever else joins it.
             loop.call_soon(self._send)
         self._outbox.append((events, future))
-        try:
-            # Shielded: on timeout the frame stays owed, and is failed with the child.
-            await asyncio.wait_for(asyncio.shield(future), ANSWER_TIMEOUT_SECONDS)
-        except TimeoutError:
-            log.error("audit process %d stopped answering; replacing it", child.process.pid)
-            if child.process.returncode is None:
-                child.process.kill()
-            raise AuditUnavailable("the audit process did not answer") from None
+        await future
 
     async def stop(self) -> None:
         """Close the child's input; it commits what it has, answers and exits."""
@@ -217,7 +235,7 @@ class AuditProcess:
             await process.wait()
             self._schedule_restart()
             raise AuditUnavailable("the audit process did not start")
-        child = _Child(process)
+        child = _Child(process, self.settings.audit_answer_timeout_seconds)
         child.reader = asyncio.get_running_loop().create_task(self._read_answers(child))
         self._child = child
         log.info("audit process %d started", process.pid)
@@ -254,7 +272,9 @@ class AuditProcess:
                         future.set_exception(InvalidAuditEvent(f"an event is not JSON: {exc}"))
                 continue
             child.unanswered.append([future for _, future in frame])
+            child.sent.append(time.monotonic())
             process.stdin.write(_frame(payload))
+        child.watch()
 
     async def _read_answers(self, child: _Child) -> None:
         process = child.process
@@ -265,6 +285,7 @@ class AuditProcess:
                 process.kill()
                 break
             for answer in answers:
+                child.sent.popleft()
                 for future in child.unanswered.popleft():
                     if future.done():
                         continue

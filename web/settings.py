@@ -78,8 +78,11 @@ class Settings(BaseSettings):
     #: Record every client_credentials token issuance (high-rate, group-committed).
     #: Turning it off exists to measure its cost and is refused in production.
     audit_machine_tokens: bool = True
-    #: How often each replica moves pending events into the tree.
+    #: How often each replica's audit process looks for pending events of other writers.
     audit_sequence_seconds: float = Field(2.0, gt=0, le=60)
+    #: An audit process that leaves a request's events unanswered this long is taken for
+    #: stuck: it is replaced and the waiting requests fail.
+    audit_answer_timeout_seconds: float = Field(30.0, ge=1, le=600)
 
     #: Addresses of reverse proxies whose X-Forwarded-For is believed (RFC 9700 §4.13).
     trusted_proxies: list[str] = Field(default_factory=list)

@@ -4,6 +4,7 @@ answered unrecorded; the child ends with the server; one bad frame fails alone."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -111,6 +112,45 @@ def test_a_killed_audit_process_is_replaced_and_no_token_goes_unrecorded(
         # Every token answered has its event; a refused one may have one too (its frame
         # may have been committed just before the child died).
         assert wait_sequenced(server, client_id, answered) >= answered
+
+
+def test_a_stuck_audit_process_is_replaced_and_its_requests_fail(tmp_path: Path) -> None:
+    timeout = 2
+    env = {"TONGBAN_AUDIT_ANSWER_TIMEOUT_SECONDS": str(timeout)}
+    with served("sqlite", tmp_path, extra_env=env) as server:
+        client_id, secret = machine(server)
+        # A first token for a client this process has not cached yet is issued on the
+        # thread pool, its event in the request's own transaction: one to warm it up.
+        warm = httpx.post(
+            f"{server.url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret),
+        )
+        assert warm.status_code == 200
+        [stuck] = audit_children(server)
+        os.kill(stuck, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            response = httpx.post(
+                f"{server.url}/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client_id, secret),
+                timeout=60,
+            )
+            waited = time.monotonic() - started
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stuck, signal.SIGCONT)
+        assert response.status_code == 500, response.text
+        assert response.json()["error"] == "server_error"
+        assert timeout <= waited < timeout + 10
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=server.url, auth=(client_id, secret)) as http:
+            while http.post("/token", data={"grant_type": "client_credentials"}).is_error:
+                assert time.monotonic() < deadline, "no new audit process took over"
+                time.sleep(0.2)
+        assert audit_children(server) != [stuck]
+        assert wait_sequenced(server, client_id, 2) >= 2
 
 
 def test_the_audit_process_imports_the_servers_code_wherever_it_was_started(
