@@ -51,6 +51,8 @@ READY, COMMITTED, REFUSED, FAILED = b"R", 0, 1, 2
 MAX_FRAME_EVENTS = 1000
 #: How long a new child may take to import, build its runtime and connect.
 START_TIMEOUT_SECONDS = 60.0
+#: The longest pause between restarts of children that keep failing.
+MAX_RESTART_DELAY_SECONDS = 30.0
 
 
 class AuditUnavailable(RuntimeError):
@@ -69,6 +71,14 @@ def _import_path() -> str:
     process can import, wherever either was started from."""
     root = str(Path(__file__).resolve().parents[1])
     return os.pathsep.join(dict.fromkeys([root, *(p for p in sys.path if p)]))
+
+
+def _fail(
+    waiting: list[tuple[list[dict[str, Any]], asyncio.Future[None]]], error: Exception
+) -> None:
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -122,6 +132,9 @@ class _Child:
         # Sent and not answered: maybe committed, maybe not. The requests fail, so none
         # is answered as if its event were recorded.
         self.sent.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self.unanswered:
             for future in self.unanswered.popleft():
                 if not future.done():
@@ -134,7 +147,9 @@ class AuditProcess:
 
     def __init__(self, settings: Settings, *, restart_delay: float = 1.0) -> None:
         url = make_url(settings.db_url)
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        if url.get_backend_name() == "sqlite" and (
+            not url.database or ":memory:" in url.database or url.query.get("mode") == "memory"
+        ):
             raise ValueError("the audit process must open the same database: not in memory")
         self.settings = settings
         self.restart_delay = restart_delay
@@ -144,6 +159,8 @@ class AuditProcess:
         self._restarting: asyncio.Task[None] | None = None
         self._outbox: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._stopping = False
+        self._delay = restart_delay  # the next restart's pause
+        self._started_at = 0.0  # when the last child was ready
 
     @property
     def pid(self) -> int | None:
@@ -224,17 +241,23 @@ class AuditProcess:
             self._schedule_restart()
             raise AuditUnavailable(f"the audit process could not start: {exc}") from exc
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(_frame(settings_payload(self.settings)))
         try:
+            process.stdin.write(_frame(settings_payload(self.settings)))
             ready = await asyncio.wait_for(process.stdout.readexactly(1), START_TIMEOUT_SECONDS)
-        except (TimeoutError, asyncio.IncompleteReadError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             ready = b""
+        except BaseException:  # cancelled, or anything unforeseen: leave no child behind
+            if process.returncode is None:
+                process.kill()
+            self._schedule_restart()
+            raise
         if ready != READY:
             if process.returncode is None:
                 process.kill()
             await process.wait()
             self._schedule_restart()
             raise AuditUnavailable("the audit process did not start")
+        self._started_at = time.monotonic()
         child = _Child(process, self.settings.audit_answer_timeout_seconds)
         child.reader = asyncio.get_running_loop().create_task(self._read_answers(child))
         self._child = child
@@ -247,33 +270,41 @@ class AuditProcess:
         outbox, self._outbox = self._outbox, []
         child = self._child
         process = child.process if child is not None else None
-        if child is None or not child.alive or process is None or process.stdin is None:
-            for _, future in outbox:
-                if not future.done():
-                    future.set_exception(AuditUnavailable("the audit process stopped"))
+        stdin = process.stdin if process is not None else None
+        if child is None or not child.alive or stdin is None or stdin.is_closing():
+            _fail(outbox, AuditUnavailable("the audit process stopped"))
             return
-        start = 0
-        while start < len(outbox):
-            count, size = 0, 0
-            for events, _ in outbox[start:]:
-                if count and size + len(events) > MAX_FRAME_EVENTS:
-                    break
-                count += 1
-                size += len(events)
-            frame = outbox[start : start + count]
-            start += count
-            try:
-                payload = json.dumps(
-                    [e for events, _ in frame for e in events], separators=(",", ":")
-                ).encode()
-            except (TypeError, ValueError) as exc:  # not JSON: the audit log would refuse it
-                for _, future in frame:
-                    if not future.done():
-                        future.set_exception(InvalidAuditEvent(f"an event is not JSON: {exc}"))
-                continue
-            child.unanswered.append([future for _, future in frame])
-            child.sent.append(time.monotonic())
-            process.stdin.write(_frame(payload))
+        done = 0  # requests handed to the child (it owes their answer) or failed here
+        try:
+            while done < len(outbox):
+                frame: list[asyncio.Future[None]] = []
+                parts: list[str] = []
+                size = taken = 0
+                for events, future in outbox[done:]:
+                    if frame and size + len(events) > MAX_FRAME_EVENTS:
+                        break
+                    taken += 1
+                    try:  # each request's events on their own: one that is not JSON fails alone
+                        part = json.dumps(events, separators=(",", ":"))[1:-1]
+                    except Exception as exc:
+                        _fail([(events, future)], InvalidAuditEvent(f"not JSON: {exc}"))
+                        continue
+                    frame.append(future)
+                    size += len(events)
+                    if part:
+                        parts.append(part)
+                if frame:
+                    child.unanswered.append(frame)
+                    child.sent.append(time.monotonic())
+                done += taken
+                if frame:
+                    stdin.write(_frame(f"[{','.join(parts)}]".encode()))
+        except BaseException:
+            # The pipe broke under us. Frames already handed over fail with the child,
+            # which is killed; the requests not yet handed over fail here.
+            _fail(outbox[done:], AuditUnavailable("the audit process stopped"))
+            if process is not None and process.returncode is None:
+                process.kill()
         child.watch()
 
     async def _read_answers(self, child: _Child) -> None:
@@ -305,17 +336,22 @@ class AuditProcess:
 
     def _schedule_restart(self) -> None:
         """Start a new child after a pause, so sequencing resumes without waiting for the
-        next machine token."""
+        next machine token. The pause doubles (up to `MAX_RESTART_DELAY_SECONDS`) while
+        children keep failing soon after they start: a child that cannot work (a database
+        down, bad settings) must not cost an interpreter start every second."""
         if self._stopping or self._restart is not None:
             return
         loop = asyncio.get_running_loop()
+        if time.monotonic() - self._started_at > MAX_RESTART_DELAY_SECONDS:
+            self._delay = self.restart_delay  # the last one had worked for a while
+        delay, self._delay = self._delay, min(self._delay * 2, MAX_RESTART_DELAY_SECONDS)
 
         def restart() -> None:
             self._restart = None
             if not self._stopping and (self._child is None or not self._child.alive):
                 self._restarting = loop.create_task(self._restart_quietly())
 
-        self._restart = loop.call_later(self.restart_delay, restart)
+        self._restart = loop.call_later(delay, restart)
 
     async def _restart_quietly(self) -> None:
         with contextlib.suppress(AuditUnavailable):  # _spawn scheduled the next attempt

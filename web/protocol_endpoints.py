@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from idp.oauth import CoreRequest, CoreResponse
 from idp.tokens import WouldBlock
 from web.audit_batch import AuditBatcher
-from web.audit_process import AuditProcess
+from web.audit_process import AuditProcess, AuditUnavailable
 from web.http import FORM_LIMIT, parse_form, peer_address, security_headers
 from web.runtime import Runtime
 
@@ -187,6 +187,9 @@ class ProtocolFront:
                 response = _TOO_LARGE
             else:
                 response = await self._protocol(scope, path, headers, body)
+        except AuditUnavailable as exc:  # known and logged where it happens
+            log.warning("protocol endpoint %s: %s", path, exc)
+            response = _BROKEN
         except Exception:
             log.exception("protocol endpoint %s failed", path)
             response = _BROKEN

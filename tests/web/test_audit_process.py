@@ -4,6 +4,7 @@ answered unrecorded; the child ends with the server; one bad frame fails alone."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from audit.errors import InvalidAuditEvent
 from migrations import upgrade
 from tests.conftest import served
 from tests.web.live import LiveServer, start_server
@@ -26,6 +28,7 @@ from web.audit_process import (
     FAILED,
     REFUSED,
     SEQUENCE_SLICE,
+    AuditProcess,
     AuditWorker,
     _frame,
     _Frames,
@@ -319,3 +322,44 @@ def test_frames_are_answered_between_the_slices_of_a_backlog(
     assert not worker.is_alive()
     assert count(runtime, "audit_event", "backlog") == backlog
     assert count(runtime, "audit_event", "urgent") == 1
+
+
+# -- the server's side, in this process, with a real child ------------------------------
+
+
+def test_one_request_that_cannot_be_sent_fails_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tongban.db'}"
+    upgrade(url)
+    settings = Settings(database_url=url, data_dir=tmp_path)
+
+    async def scenario() -> list[object]:
+        process = AuditProcess(settings)
+        await process.start()
+        try:
+            # In one turn of the loop, so all three share a frame.
+            return await asyncio.gather(
+                process.record([token_event("alone")]),
+                process.record([{**token_event("alone"), "details": {"x": object()}}]),
+                process.record([token_event("alone")]),
+                return_exceptions=True,
+            )
+        finally:
+            await process.stop()
+
+    first, second, third = asyncio.run(scenario())
+    assert first is None and third is None
+    assert isinstance(second, InvalidAuditEvent)
+    runtime = build_runtime(settings)
+    try:
+        assert count(runtime, "audit_event", "alone") == 2  # placed at the child's end
+    finally:
+        runtime.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///:memory:", "sqlite:///file:audit?mode=memory&cache=shared&uri=true"],
+)
+def test_an_in_memory_database_is_refused(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not in memory"):
+        AuditProcess(Settings(database_url=url, data_dir=tmp_path))
