@@ -11,7 +11,6 @@ the local server (`TONGBAN_TEST_PG`, as the tests use); they are skipped without
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import statistics
@@ -224,7 +223,7 @@ def _cpu_figure(here: float, server: float | None) -> str:
 
 def _group_commit_cost(url: str, backend: str) -> list[tuple[str, str]]:
     """CPU per event of what auditing adds to a machine token: `record_many` in one
-    transaction per batch (as `web.audit_batch` commits them), then sequencing into the
+    transaction per batch (as the audit process commits them), then sequencing into the
     tree. Process CPU time, not wall time: steadier on a shared machine, and what the
     server's throughput pays. The best of three rounds, so outside load inflates less."""
     engine = make_engine(url, pool_size=1)
@@ -285,68 +284,6 @@ def _group_commit_cost(url: str, backend: str) -> list[tuple[str, str]]:
                 f"{(record[smallest][0] + here) * 1e6:5.1f} µs CPU in the application process",
             )
         )
-    finally:
-        engine.dispose()
-    return figures
-
-
-#: The token endpoint's own CPU per request, simulated around group commit (≈ its cost
-#: with auditing off, bench/README.md).
-TOKEN_CPU_SECONDS = 170e-6
-
-
-def _group_commit_overhead(url: str) -> list[tuple[str, str]]:
-    """What group commit on a writer thread (`web.audit_batch`, which apps built without
-    background work use; a served process hands its events to the audit process, measured
-    in `bench/http_bench.py`) adds per token, with `connections` requests in flight at
-    once as under wrk: each spends the token's CPU, then waits for its event's commit.
-    Process CPU per request beyond the token's own (validation, insert, commit, the hand-
-    over to the writer thread), and the request rate against the same loop without
-    auditing. Sequencing is not included (see the figure above)."""
-    from types import SimpleNamespace
-
-    from web.audit_batch import AuditBatcher
-
-    def spend() -> None:
-        until = time.process_time() + TOKEN_CPU_SECONDS
-        while time.process_time() < until:
-            pass
-
-    async def client(batcher: AuditBatcher | None, requests: int) -> None:
-        for i in range(requests):
-            spend()
-            if batcher is None:
-                await asyncio.sleep(0)
-            else:
-                await batcher.record([_token_event(i)])
-
-    async def clients(batcher: AuditBatcher | None, connections: int, requests: int) -> None:
-        await asyncio.gather(*(client(batcher, requests) for _ in range(connections)))
-
-    engine = make_engine(url)
-    figures = []
-    try:
-        runtime = SimpleNamespace(
-            engine=engine, audit=AuditLog(pseudonym_key=b"b" * 32, clock=FrozenClock())
-        )
-        for connections in (8, 64):
-            requests = 12_000 // connections
-            rates = []
-            for audited in (False, True):
-                batcher = AuditBatcher(runtime) if audited else None  # type: ignore[arg-type]
-                asyncio.run(clients(batcher, connections, 20))
-                cpu, wall = time.process_time(), time.perf_counter()
-                asyncio.run(clients(batcher, connections, requests))
-                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-                rates.append((cpu / (requests * connections), requests * connections / wall))
-            (bare_cpu, bare_rate), (audited_cpu, audited_rate) = rates
-            figures.append(
-                (
-                    f"audit[sqlite]: group commit on a thread, {connections} in flight",
-                    f"+{(audited_cpu - bare_cpu) * 1e6:.1f} µs CPU per token "
-                    f"({100 * (1 - audited_rate / bare_rate):.0f}% fewer requests/s)",
-                )
-            )
     finally:
         engine.dispose()
     return figures
@@ -423,7 +360,6 @@ def run() -> list[tuple[str, str]]:
     figures: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as folder:
         figures += _backend(f"sqlite:///{Path(folder) / 'bench.db'}", "sqlite")
-        figures += _group_commit_overhead(f"sqlite:///{Path(folder) / 'bench.db'}")
     figures += _postgresql()
     figures += verify_million()
     return figures

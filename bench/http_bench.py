@@ -22,20 +22,10 @@ import httpx
 from sqlalchemy import text
 
 from migrations import upgrade
-from tests.web.live import FormBrowser, LiveServer, start_server
+from tests.web.live import FormBrowser, LiveServer, children, start_server
 
 DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except FileNotFoundError:  # a thread that ended meanwhile
-            continue
-    return found
 
 
 def cpu_seconds(pid: int) -> float:
@@ -53,10 +43,10 @@ def cpu_seconds(pid: int) -> float:
 
 def _descendants(pid: int) -> list[int]:
     try:
-        children = _children(pid)
+        started = children(pid)
     except FileNotFoundError:
         return []
-    return [d for child in children for d in (child, *_descendants(child))]
+    return [d for child in started for d in (child, *_descendants(child))]
 
 
 def wrk(

@@ -91,7 +91,7 @@ class Context:
         self.deferred: list[dict[str, Any]] = []
 
     def audit_later(self, event: str, **fields: Any) -> None:
-        """Queue a high-rate event for group commit by the caller (see web.audit_batch);
+        """Queue a high-rate event for group commit by the caller (see web.audit_process);
         the caller must not answer before it is durably recorded."""
         self.deferred.append({"event": event, **fields})
 

@@ -28,7 +28,6 @@ from web import (
     signing_routes,
     verify_page,
 )
-from web.audit_batch import AuditBatcher
 from web.audit_process import AuditProcess
 from web.auth import BearerRejected
 from web.browser import Browser
@@ -167,9 +166,9 @@ def create_app(
     delivery = delivery_loop(runtime)
     maintenance = maintenance_loop(runtime)
     # Serving, the audit process sequences the log and group-commits machine tokens'
-    # events; without background work, group commit runs on a thread of this process.
+    # events; without background work, each token records its event in its own
+    # transaction.
     process = AuditProcess(runtime.settings) if background else None
-    recorder = process or AuditBatcher(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -219,7 +218,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)
-    app.front = ProtocolFront(runtime, app.state.discovery, recorder)
+    app.front = ProtocolFront(runtime, app.state.discovery, process)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

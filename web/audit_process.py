@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,8 @@ from audit.errors import InvalidAuditEvent
 from web.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from web.runtime import Runtime
 
 log = logging.getLogger("tongban.audit_process")
@@ -73,12 +75,24 @@ def _import_path() -> str:
     return os.pathsep.join(dict.fromkeys([root, *(p for p in sys.path if p)]))
 
 
-def _fail(
-    waiting: list[tuple[list[dict[str, Any]], asyncio.Future[None]]], error: Exception
-) -> None:
-    for _, future in waiting:
+def _fail(waiting: Iterable[asyncio.Future[None]], error: Exception) -> None:
+    for future in waiting:
         if not future.done():
             future.set_exception(error)
+
+
+def _packed(sizes: list[int], limit: int) -> Iterator[slice]:
+    """Consecutive runs of items whose sizes add up to at most `limit` (an item larger on
+    its own makes a run of one): frames of at most that many events on the server's side,
+    transactions of at most that many in the child."""
+    start = total = 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > limit:
+            yield slice(start, i)
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield slice(start, len(sizes))
 
 
 def _frame(payload: bytes) -> bytes:
@@ -89,15 +103,14 @@ def _frame(payload: bytes) -> bytes:
 
 
 class _Child:
-    """One audit process and what it owes: per frame sent and not yet answered, the
-    requests waiting for it. Its own queue, so answers of one child can never settle
-    frames sent to the next."""
+    """One audit process and what it owes: per frame sent and not yet answered, when it was
+    sent and the requests waiting for it. Its own queue, so answers of one child can never
+    settle frames sent to the next."""
 
     def __init__(self, process: asyncio.subprocess.Process, answer_timeout: float) -> None:
         self.process = process
         self.answer_timeout = answer_timeout
-        self.unanswered: deque[list[asyncio.Future[None]]] = deque()
-        self.sent: deque[float] = deque()  # when each unanswered frame was sent
+        self.unanswered: deque[tuple[float, list[asyncio.Future[None]]]] = deque()
         self.reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -106,16 +119,16 @@ class _Child:
         killing it fails the frames' requests, and a new child is started. One timer per
         child rather than one per request, which the event loop would pay for on every
         token."""
-        if self._watchdog is None and self.sent:
+        if self._watchdog is None and self.unanswered:
             loop = asyncio.get_running_loop()
             self._watchdog = loop.call_at(
-                loop.time() + self.sent[0] + self.answer_timeout - time.monotonic(),
+                loop.time() + self.unanswered[0][0] + self.answer_timeout - time.monotonic(),
                 self._check,
             )
 
     def _check(self) -> None:
         self._watchdog = None
-        if self.sent and time.monotonic() - self.sent[0] >= self.answer_timeout:
+        if self.unanswered and time.monotonic() - self.unanswered[0][0] >= self.answer_timeout:
             log.error("audit process %d stopped answering; replacing it", self.process.pid)
             if self.process.returncode is None:
                 self.process.kill()
@@ -131,14 +144,11 @@ class _Child:
     def fail_unanswered(self) -> None:
         # Sent and not answered: maybe committed, maybe not. The requests fail, so none
         # is answered as if its event were recorded.
-        self.sent.clear()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
         while self.unanswered:
-            for future in self.unanswered.popleft():
-                if not future.done():
-                    future.set_exception(AuditUnavailable("the audit process stopped"))
+            _fail(self.unanswered.popleft()[1], AuditUnavailable("the audit process stopped"))
 
 
 class AuditProcess:
@@ -161,10 +171,6 @@ class AuditProcess:
         self._stopping = False
         self._delay = restart_delay  # the next restart's pause
         self._started_at = 0.0  # when the last child was ready
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.process.pid if self._child is not None else None
 
     async def start(self) -> None:
         self._stopping = False
@@ -269,42 +275,35 @@ class AuditProcess:
     def _send(self) -> None:
         outbox, self._outbox = self._outbox, []
         child = self._child
-        process = child.process if child is not None else None
-        stdin = process.stdin if process is not None else None
+        stdin = child.process.stdin if child is not None else None
         if child is None or not child.alive or stdin is None or stdin.is_closing():
-            _fail(outbox, AuditUnavailable("the audit process stopped"))
+            _fail((future for _, future in outbox), AuditUnavailable("the audit process stopped"))
             return
-        done = 0  # requests handed to the child (it owes their answer) or failed here
+        # Each request's events encoded on their own: one that is not JSON fails alone.
+        encoded: list[tuple[str, int, asyncio.Future[None]]] = []
+        for events, future in outbox:
+            try:
+                encoded.append(
+                    (json.dumps(events, separators=(",", ":"))[1:-1], len(events), future)
+                )
+            except Exception as exc:
+                _fail([future], InvalidAuditEvent(f"an event is not JSON: {exc}"))
+        handed = 0  # requests whose frame the child now owes an answer
         try:
-            while done < len(outbox):
-                frame: list[asyncio.Future[None]] = []
-                parts: list[str] = []
-                size = taken = 0
-                for events, future in outbox[done:]:
-                    if frame and size + len(events) > MAX_FRAME_EVENTS:
-                        break
-                    taken += 1
-                    try:  # each request's events on their own: one that is not JSON fails alone
-                        part = json.dumps(events, separators=(",", ":"))[1:-1]
-                    except Exception as exc:
-                        _fail([(events, future)], InvalidAuditEvent(f"not JSON: {exc}"))
-                        continue
-                    frame.append(future)
-                    size += len(events)
-                    if part:
-                        parts.append(part)
-                if frame:
-                    child.unanswered.append(frame)
-                    child.sent.append(time.monotonic())
-                done += taken
-                if frame:
-                    stdin.write(_frame(f"[{','.join(parts)}]".encode()))
+            for run in _packed([count for _, count, _ in encoded], MAX_FRAME_EVENTS):
+                frame = encoded[run]
+                child.unanswered.append((time.monotonic(), [future for _, _, future in frame]))
+                handed = run.stop
+                stdin.write(_frame(f"[{','.join(part for part, _, _ in frame if part)}]".encode()))
         except BaseException:
-            # The pipe broke under us. Frames already handed over fail with the child,
-            # which is killed; the requests not yet handed over fail here.
-            _fail(outbox[done:], AuditUnavailable("the audit process stopped"))
-            if process is not None and process.returncode is None:
-                process.kill()
+            # The pipe broke under us: what was handed over fails with the child, which is
+            # killed; the rest fails here.
+            _fail(
+                (future for _, _, future in encoded[handed:]),
+                AuditUnavailable("the audit process stopped"),
+            )
+            if child.process.returncode is None:
+                child.process.kill()
         child.watch()
 
     async def _read_answers(self, child: _Child) -> None:
@@ -316,8 +315,7 @@ class AuditProcess:
                 process.kill()
                 break
             for answer in answers:
-                child.sent.popleft()
-                for future in child.unanswered.popleft():
+                for future in child.unanswered.popleft()[1]:
                     if future.done():
                         continue
                     if answer == COMMITTED:
@@ -424,17 +422,10 @@ def answer_frames(payloads: list[bytes], write: Writer) -> tuple[bytes, int]:
         except ValueError:
             events = None
         decoded.append(events if isinstance(events, list) else None)
-    results = bytearray()
-    group: list[list[dict[str, Any]]] = []
-    size = 0
-    for events in (events for events in decoded if events is not None):
-        if group and size + len(events) > MAX_FRAME_EVENTS:
-            results += commit_frames(write, group)
-            group, size = [], 0
-        group.append(events)
-        size += len(events)
-    if group:
-        results += commit_frames(write, group)
+    good = [events for events in decoded if events is not None]
+    results = b"".join(
+        commit_frames(write, good[run]) for run in _packed([len(e) for e in good], MAX_FRAME_EVENTS)
+    )
     each = iter(results)
     answers = bytes(REFUSED if events is None else next(each) for events in decoded)
     committed = sum(
@@ -449,6 +440,49 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+#: How long the child's writer keeps its connection between batches without asking the pool again.
+KEEP_CONNECTION_SECONDS = 5.0
+
+
+class GroupWriter:
+    """Commits batches of events, one transaction each, on a connection of its own.
+
+    A bare connection kept open: no ORM session, and no pool check-out per batch, whose
+    liveness ping and reset on return cost on PostgreSQL as much as writing sixty events.
+    It is kept only while batches keep coming: after a pause the pool's ping checks it
+    again (the server may have restarted meanwhile). A connection that failed is closed
+    (SQLAlchemy discards it if it broke); the next batch takes another. One thread at a
+    time: the connection is not shared."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._connection: Connection | None = None
+        self._used = 0.0
+
+    def write(self, events: list[dict[str, Any]]) -> None:
+        """Record `events` in one transaction; raise (recording nothing) if they cannot be."""
+        connection = self._connection
+        now = time.monotonic()
+        if connection is not None and now - self._used > KEEP_CONNECTION_SECONDS:
+            connection.close()  # back to the pool, whose ping checks it before reuse
+            connection = None
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._connection = self.runtime.engine.connect()
+        self._used = now
+        try:
+            with connection.begin():
+                self.runtime.audit.record_many(connection, events)
+        except BaseException:
+            self._connection = None
+            connection.close()
+            raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 #: Events sequenced per transaction in the child: a request whose frame arrives meanwhile
@@ -526,7 +560,6 @@ class AuditWorker:
 
 
 def main() -> None:
-    from web.audit_batch import GroupWriter
     from web.runtime import build_runtime
 
     # The answers keep a descriptor of their own; anything printed goes to stderr.

@@ -23,7 +23,6 @@ from starlette.types import Receive, Scope, Send
 
 from idp.oauth import CoreRequest, CoreResponse
 from idp.tokens import WouldBlock
-from web.audit_batch import AuditBatcher
 from web.audit_process import AuditProcess, AuditUnavailable
 from web.http import FORM_LIMIT, parse_form, peer_address, security_headers
 from web.runtime import Runtime
@@ -137,12 +136,10 @@ class ProtocolFront:
     on these hot machine-to-machine paths, routing and middleware cost more CPU than
     the work itself."""
 
-    def __init__(
-        self, runtime: Runtime, discovery: bytes, recorder: AuditBatcher | AuditProcess
-    ) -> None:
+    def __init__(self, runtime: Runtime, discovery: bytes, recorder: AuditProcess | None) -> None:
         self.runtime = runtime
         self.discovery = discovery
-        #: group commit of machine tokens' events: the audit process when serving
+        #: group commit of machine tokens' events, when serving
         self.recorder = recorder
         self.security = security_headers(page=False, https=runtime.settings.secure_cookies)
 
@@ -206,14 +203,15 @@ class ProtocolFront:
         source = peer_address(
             client[0] if client else None, headers, runtime.settings.trusted_proxies
         )
-        if may_run_inline(path, params):
+        recorder = self.recorder
+        if recorder is not None and may_run_inline(path, params):
             events: list[dict[str, Any]] = []
             response = handle(
                 runtime, path, headers, params, source, deferred=events, may_block=False
             )
             if response is not None:
                 if events and runtime.settings.audit_machine_tokens:
-                    await self.recorder.record(events)
+                    await recorder.record(events)
                 return response
         answer = await run_in_threadpool(partial(handle, runtime, path, headers, params, source))
         assert answer is not None  # may_block: always an answer

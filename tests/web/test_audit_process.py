@@ -21,8 +21,7 @@ from sqlalchemy import text
 from audit.errors import InvalidAuditEvent
 from migrations import upgrade
 from tests.conftest import served
-from tests.web.live import LiveServer, start_server
-from web.audit_batch import GroupWriter
+from tests.web.live import LiveServer, children, start_server
 from web.audit_process import (
     COMMITTED,
     FAILED,
@@ -30,6 +29,7 @@ from web.audit_process import (
     SEQUENCE_SLICE,
     AuditProcess,
     AuditWorker,
+    GroupWriter,
     _frame,
     _Frames,
     answer_frames,
@@ -39,12 +39,11 @@ from web.settings import Settings
 
 
 def audit_children(server: LiveServer) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if b"web.audit_process" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(int(child))
-    return found
+    return [
+        child
+        for child in children(server.proc.pid)
+        if b"web.audit_process" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
 
 
 def machine(server: LiveServer) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from idp.models import Client
 from idp.totp import code_at
 from keys.models import SigningKey
 from migrations import upgrade
-from tests.web.live import BIN, LiveServer, free_port, new_id_number
+from tests.web.live import BIN, LiveServer, children, free_port, new_id_number
 from web.runtime import build_runtime
 from web.settings import Settings
 
@@ -289,18 +289,14 @@ def test_keys_list_shows_the_published_keys_without_private_parts(live: LiveServ
 
 
 def _children(pid: int) -> dict[int, str]:
-    """Processes whose parent is `pid`, with their start time (guards against pid reuse)."""
+    """Processes `pid` started, with their start time (guards against pid reuse)."""
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for child in children(pid):
         try:
-            stat = (entry / "stat").read_text()
+            stat = Path(f"/proc/{child}/stat").read_text()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:  # fields: state, ppid, …, starttime at index 19
-            found[int(entry.name)] = fields[19]
+        found[child] = stat.rsplit(")", 1)[1].split()[19]  # state, ppid, …, starttime
     return found
 
 
