@@ -96,12 +96,12 @@ class Browser:
         t = self.translator(request, ui_locales)
         if secret is None:
             secret, new_secret_cookie = self.secret(request)
+        if "back_path" not in context:  # where the language switch returns to
+            context["back_path"] = request.url.path + (
+                f"?{request.url.query}" if request.url.query else ""
+            )
         html = TEMPLATES.get_template(template).render(
-            t=t,
-            csrf_token=self.csrf_token(secret),
-            demo=self.runtime.demo,
-            back_path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-            **context,
+            t=t, csrf_token=self.csrf_token(secret), demo=self.runtime.demo, **context
         )
         response = HTMLResponse(html, status_code=status)
         if new_secret_cookie:

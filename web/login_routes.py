@@ -15,12 +15,16 @@ from idp.claims import SCOPE_TEXT
 from idp.context import Context
 from idp.errors import LoginFailed, SecondFactorFailed
 from idp.models import Account, Interaction, SsoSession
-from idp.pii import looks_like_phone
 from idp.signin import establish_session
 from idp.throttle import Throttle
 from web.browser import Browser, see_other
 from web.http import form_pairs, unit_of_work
-from web.oidc_routes import answer_step, continue_interaction, too_many_logins
+from web.oidc_routes import (
+    answer_step,
+    continue_interaction,
+    login_page_fields,
+    too_many_logins,
+)
 from web.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
@@ -94,15 +98,7 @@ async def login_page(request: Request, interaction: str = "") -> Response:
                 row = ctx.interactions.start(
                     {"_return": "/account"}, browser_secret=secret, stage="login"
                 )
-            hint = str(row.params.get("login_hint") or "")
-            return {
-                "interaction": row.id,
-                "client_name": _client_name(ctx, row),
-                "ui_locales": row.params.get("ui_locales"),
-                # Only a phone number is taken from login_hint: an ID number must never
-                # travel in a URL (standards.md §7), so such a hint is ignored.
-                "username": hint if looks_like_phone(hint) else None,
-            }
+            return login_page_fields(row, _client_name(ctx, row))
 
     data = await run_in_threadpool(work)
     if data is None:

@@ -13,6 +13,7 @@ from idp.authorize import Outcome, authorize, request_from_interaction
 from idp.claims import user_claims
 from idp.context import Context
 from idp.models import Account, Client, Grant, Interaction, SsoSession
+from idp.pii import looks_like_phone
 from idp.throttle import Throttle
 from keys.jws import InvalidJws
 from web.browser import TEMPLATES, Browser, see_other
@@ -106,11 +107,43 @@ async def jwks(request: Request) -> Response:
     )
 
 
+def login_page_fields(row: Interaction, client_name: str | None) -> dict[str, Any]:
+    """What the login page shows for an interaction."""
+    hint = str(row.params.get("login_hint") or "")
+    return {
+        "interaction": row.id,
+        "client_name": client_name,
+        "ui_locales": row.params.get("ui_locales"),
+        # Only a phone number is taken from login_hint: an ID number must never travel
+        # in a URL (standards.md §7), so such a hint is ignored.
+        "username": hint if looks_like_phone(hint) else None,
+        # The language switch comes back to this interaction rather than start another.
+        "back_path": f"/login?interaction={row.id}",
+    }
+
+
 def render_outcome(
-    request: Request, outcome: Outcome, *, secret: str, new_cookie: bool
+    request: Request,
+    outcome: Outcome,
+    *,
+    secret: str,
+    new_cookie: bool,
+    inline_login: bool = False,
 ) -> Response:
+    """The browser's answer to an authorization outcome. With `inline_login` (a GET of the
+    authorization endpoint) a login step is answered with the login page itself rather
+    than a redirect to it, which saves the browser a round trip."""
     b = browser(request)
     response: Response
+    if inline_login and outcome.kind == "login" and outcome.interaction is not None:
+        name = outcome.client.name if outcome.client is not None else None
+        return b.render(
+            request,
+            "login.html",
+            secret=secret,
+            new_secret_cookie=new_cookie,
+            **login_page_fields(outcome.interaction, name),
+        )
     if outcome.kind == "redirect":
         assert outcome.location
         response = see_other(outcome.location)
@@ -189,7 +222,13 @@ async def authorization_endpoint(request: Request) -> Response:
     outcome = await run_in_threadpool(work)
     if isinstance(outcome, int):
         return too_many_logins(request, secret, outcome)
-    return render_outcome(request, outcome, secret=secret, new_cookie=new_cookie)
+    return render_outcome(
+        request,
+        outcome,
+        secret=secret,
+        new_cookie=new_cookie,
+        inline_login=request.method == "GET",
+    )
 
 
 def continue_interaction(

@@ -289,7 +289,8 @@ class FormBrowser:
     ) -> httpx.Response:
         """From a response that leads to the login page, log in (and consent)."""
         page = self.follow(start)
-        assert "/login" in str(page.url), page.text[:500]
+        # the authorization endpoint answers with the login page itself
+        assert 'action="/login"' in page.text, page.text[:500]
         response = self.post("/login", page, username=user["id_number"], password=user["password"])
         return self.after_login(response, otp=otp, consent=consent)
 
