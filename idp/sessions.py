@@ -4,10 +4,14 @@ creates a new session (ASVS 7.2.4); idle and absolute timeouts end it (ASVS 7.3)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Executable, Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from idp.config import IdpConfig
@@ -15,6 +19,18 @@ from idp.models import Account, SessionClient, SsoSession
 from idp.ports import AuditSink
 from kit.clock import Clock
 from kit.ids import new_secret
+
+_PARTICIPANTS = cast(Table, SessionClient.__table__)
+
+
+@functools.cache
+def _join(dialect: str) -> Executable:
+    """Built once per dialect: one statement that adds a participant unless present."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(_PARTICIPANTS).on_conflict_do_nothing(
+        index_elements=[_PARTICIPANTS.c.session_id, _PARTICIPANTS.c.client_id]
+    )
+
 
 #: Don't write `last_seen_at` on every request: a minute of precision is enough for idle.
 TOUCH_EVERY = timedelta(seconds=60)
@@ -111,11 +127,12 @@ class Sessions:
         return sso
 
     def add_participant(self, sso: SsoSession, client_id: str) -> None:
-        if self.session.get(SessionClient, (sso.id, client_id)) is None:
-            self.session.add(
-                SessionClient(session_id=sso.id, client_id=client_id, first_at=self.clock.now())
-            )
-            self.session.flush()
+        """The client joins the session (single logout will reach it); once is enough."""
+        connection = self.session.connection()
+        connection.execute(
+            _join(connection.dialect.name),
+            {"session_id": sso.id, "client_id": client_id, "first_at": self.clock.now()},
+        )
 
     def participants(self, sso: SsoSession) -> list[str]:
         return list(

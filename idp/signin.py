@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from idp.context import Context
 from idp.logout import end_session
-from idp.models import Account
+from idp.models import Account, SsoSession
 
 
 def establish_session(
     ctx: Context, account: Account, *, acr: str, amr: list[str], current_cookie: str | None
-) -> tuple[str, str]:
-    """Returns (sid, cookie). The same account keeps its session (new cookie secret); a
+) -> tuple[SsoSession, str]:
+    """Returns (session, cookie). The same account keeps its session (new cookie secret); a
     different account first logs the previous one out everywhere."""
     current = ctx.sessions.from_cookie(current_cookie)
     if current is not None and current.account_id == account.id:
@@ -30,4 +30,4 @@ def establish_session(
         source=ctx.source,
         details={"acr": acr},
     )
-    return sso.id, cookie
+    return sso, cookie

@@ -33,6 +33,7 @@ from web.auth import BearerRejected
 from web.browser import Browser
 from web.discovery import metadata_bytes
 from web.http import problem, security_headers
+from web.page_front import PageEndpoints
 from web.protocol_endpoints import ProtocolFront
 from web.runtime import Runtime, build_runtime
 from web.seed import is_demo
@@ -152,9 +153,14 @@ class TongbanApp(FastAPI):
     """The application, with the protocol front answered before any middleware."""
 
     front: ProtocolFront | None = None
+    pages: PageEndpoints | None = None
+    page_app: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.front is not None and await self.front.answer(scope, receive, send):
+            return
+        if self.pages is not None and self.page_app is not None and self.pages.serves(scope):
+            await self.page_app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
@@ -219,6 +225,17 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, https=runtime.settings.secure_cookies)
     app.front = ProtocolFront(runtime, app.state.discovery, process)
+    app.pages = PageEndpoints(
+        app,
+        {
+            ("GET", "/authorize"): oidc_routes.authorization_endpoint,
+            ("POST", "/authorize"): oidc_routes.authorization_endpoint,
+            ("GET", "/login"): login_routes.login_page,
+            ("POST", "/login"): login_routes.login_submit,
+        },
+        lambda: app.exception_handlers,
+    )
+    app.page_app = SecurityHeaders(BodyLimit(app.pages), https=runtime.settings.secure_cookies)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -78,7 +78,9 @@ def _client_name(ctx: Context, row: Interaction) -> str | None:
 
 
 @router.get("/login")
-async def login_page(request: Request, interaction: str = "") -> Response:
+async def login_page(request: Request) -> Response:
+    # served by `web.page_front` too, so it reads its query itself
+    interaction = request.query_params.get("interaction", "")
     runtime, b, throttle = _parts(request)
     secret, new_cookie = b.secret(request)
     limit = runtime.settings.interactions_per_address_per_minute
@@ -151,12 +153,13 @@ async def login_submit(request: Request) -> Response:
                 _bind(row, account.id)
                 row.stage = "otp"
                 return {"kind": "otp", "row": row.id}
-            sid, cookie = establish_session(
+            # the session object is kept: the unit of work holds it only weakly, and
+            # dropping it would read it back from the database
+            sso, cookie = establish_session(
                 ctx, account, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=old_cookie
             )
             _bind(row, account.id)
             row.login_done = True
-            sso = ctx.session.get(SsoSession, sid)
             outcome = continue_interaction(ctx, row, sso=sso, browser_secret=secret)
             return {"kind": "done", "outcome": outcome, "cookie": cookie}
 
@@ -245,11 +248,10 @@ async def otp_submit(request: Request) -> Response:
                     "status": 401,
                     "message": t.pick((exc.zh, exc.description)),
                 }
-            sid, cookie = establish_session(
+            sso, cookie = establish_session(
                 ctx, account, acr=ACR_MFA, amr=["pwd", "otp"], current_cookie=old_cookie
             )
             row.login_done = True
-            sso = ctx.session.get(SsoSession, sid)
             outcome = continue_interaction(ctx, row, sso=sso, browser_secret=secret)
             return {"kind": "done", "outcome": outcome, "cookie": cookie}
 

@@ -241,13 +241,16 @@ def continue_interaction(
         ctx.interactions.finish(row)
         # only the fixed local pages a direct login can come from (no open redirect)
         return "/account"
-    return authorize(
-        ctx,
-        request_from_interaction(ctx, row),
-        sso=sso,
-        browser_secret=browser_secret,
-        interaction=row,
-    )
+    # The step's changes to the interaction are written at commit, not before the next
+    # read: most logins end by deleting the row, and then there is nothing to update.
+    with ctx.session.no_autoflush:
+        return authorize(
+            ctx,
+            request_from_interaction(ctx, row),
+            sso=sso,
+            browser_secret=browser_secret,
+            interaction=row,
+        )
 
 
 def answer_step(

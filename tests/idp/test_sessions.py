@@ -61,7 +61,10 @@ def fresh(ctx: Context, sid: str) -> SsoSession:
 def test_reauthentication_keeps_sid_and_participants_but_replaces_the_cookie(
     ctx: Context, alice: Account, dept: str, clock: FrozenClock, audit: RecordingAudit
 ) -> None:
-    sid, cookie = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    first, cookie = establish_session(
+        ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None
+    )
+    sid = first.id
     sso = ctx.sessions.from_cookie(cookie)
     assert sso is not None and sso.id == sid
     ctx.sessions.add_participant(sso, dept)
@@ -69,9 +72,10 @@ def test_reauthentication_keeps_sid_and_participants_but_replaces_the_cookie(
     clock.advance(300)
 
     # step-up: the same account authenticates again in the same browser
-    sid2, cookie2 = establish_session(
+    again, cookie2 = establish_session(
         ctx, alice, acr=ACR_MFA, amr=["pwd", "otp"], current_cookie=cookie
     )
+    sid2 = again.id
     assert sid2 == sid
     assert cookie2 != cookie
     assert ctx.sessions.from_cookie(cookie) is None  # the old cookie no longer works
@@ -95,9 +99,10 @@ def test_reauthentication_keeps_sid_and_participants_but_replaces_the_cookie(
 def test_another_account_logging_in_ends_the_previous_session(
     ctx: Context, alice: Account, bob: Account, dept: str, audit: RecordingAudit
 ) -> None:
-    sid_a, cookie_a = establish_session(
+    alices, cookie_a = establish_session(
         ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None
     )
+    sid_a = alices.id
     sso_a = ctx.sessions.get(sid_a)
     assert sso_a is not None
     ctx.sessions.add_participant(sso_a, dept)
@@ -113,9 +118,10 @@ def test_another_account_logging_in_ends_the_previous_session(
     )
     ctx.session.flush()
 
-    sid_b, cookie_b = establish_session(
+    bobs, cookie_b = establish_session(
         ctx, bob, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=cookie_a
     )
+    sid_b = bobs.id
     assert sid_b != sid_a and cookie_b != cookie_a
     assert ctx.sessions.from_cookie(cookie_a) is None
     current = ctx.sessions.from_cookie(cookie_b)
@@ -139,31 +145,35 @@ def test_another_account_logging_in_ends_the_previous_session(
 def test_a_dead_cookie_never_revives_its_session(
     ctx: Context, alice: Account, clock: FrozenClock
 ) -> None:
-    sid, cookie = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    first, cookie = establish_session(
+        ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None
+    )
+    sid = first.id
     sso = ctx.sessions.get(sid)
     assert sso is not None
     ctx.sessions.end(sso, reason="logout")
-    after_logout, cookie2 = establish_session(
+    relogged, cookie2 = establish_session(
         ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=cookie
     )
+    after_logout = relogged.id
     assert after_logout != sid and fresh(ctx, sid).ended_at is not None
 
     clock.advance(ctx.config.session_idle_ttl + 1)  # idle: a new session, not the old sid
-    after_idle, _ = establish_session(
+    idle_login, _ = establish_session(
         ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=cookie2
     )
+    after_idle = idle_login.id
     assert after_idle not in (sid, after_logout)
     for junk in ("", "x" * 200, "not-a-cookie"):
         other, _ = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=junk)
-        assert other not in (sid, after_logout, after_idle)
+        assert other.id not in (sid, after_logout, after_idle)
 
 
 def test_session_cookies_are_stored_only_as_keyed_hashes(
     ctx: Context, alice: Account, dept: str, audit: RecordingAudit
 ) -> None:
-    sid, first = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
-    sso = ctx.sessions.get(sid)
-    assert sso is not None
+    sso, first = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    sid = sso.id
     ctx.sessions.add_participant(sso, dept)
     _, second = establish_session(ctx, alice, acr=ACR_MFA, amr=["pwd", "otp"], current_cookie=first)
     ctx.session.flush()
@@ -198,7 +208,10 @@ def test_session_cookies_are_stored_only_as_keyed_hashes(
 
 
 def test_sessions_follow_the_configured_lifetimes(ctx: Context, alice: Account) -> None:
-    sid, cookie = establish_session(ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None)
+    first, cookie = establish_session(
+        ctx, alice, acr=ACR_PASSWORD, amr=["pwd"], current_cookie=None
+    )
+    sid = first.id
     row = fresh(ctx, sid)
     assert row.expires_at - row.created_at == timedelta(seconds=ctx.config.session_absolute_ttl)
     assert ctx.config.session_idle_ttl == 30 * 60 and ctx.config.session_absolute_ttl == 12 * 3600
