@@ -10,13 +10,14 @@ Errors before the redirect URI is known-good show an error page, never a redirec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import OAuth2Error, scope_to_list
 from joserfc import jwt
 from joserfc.errors import JoseError
+from sqlalchemy import Table, bindparam, select
 
 from idp.accounts import ACR_ORDER, acr_satisfies
 from idp.claims import USER_SCOPES, parse_claims_request, scopes_for_claims
@@ -32,6 +33,13 @@ from idp.oauth import (
 )
 
 RESPONSE_MODES = ("query", "form_post")
+
+_CONSENTS = cast(Table, Consent.__table__)
+#: Built once: every login reads it, and building a statement costs more than running it.
+_CONSENTED = select(_CONSENTS.c.scopes).where(
+    _CONSENTS.c.account_id == bindparam("account_id"),
+    _CONSENTS.c.client_id == bindparam("client_id"),
+)
 
 Kind = Literal["redirect", "form_post", "error_page", "login", "otp", "consent", "act_for"]
 
@@ -251,16 +259,19 @@ def authorize(
         if "none" in prompts:
             return fail("login_required", "The user must log in.")
         stage: Kind = "otp" if (step_up and not need_login) else "login"
-        row = _interaction(ctx, request, browser_secret, interaction, stage)
-        if stage == "otp" and account is not None:
-            row.account_id = account.id
+        stepping_up = account.id if stage == "otp" and account is not None else None
+        row = _interaction(ctx, request, browser_secret, interaction, stage, stepping_up)
         return Outcome(stage, interaction=row, client=client)
 
     assert user is not None and account is not None
     # decide_consent
     needed = _needed_consent(request, claims, client)
-    stored = ctx.session.get(Consent, (account.id, client.client_id))
-    covered = stored is not None and needed <= set(stored.scopes)
+    stored = (
+        ctx.session.connection()
+        .execute(_CONSENTED, {"account_id": account.id, "client_id": client.client_id})
+        .scalar_one_or_none()
+    )
+    covered = stored is not None and needed <= set(stored)
     if ("consent" in prompts and not consent_done) or (not covered and not consent_done):
         if "none" in prompts:
             return fail("consent_required", "The user must consent.")
@@ -303,15 +314,20 @@ def _interaction(
     browser_secret: str,
     existing: Interaction | None,
     stage: str,
+    account_id: str | None = None,
 ) -> Interaction:
     if existing is not None:
         existing.stage = stage
+        if account_id is not None:
+            existing.account_id = account_id
         return existing
     # Keys starting with "_" are ours (e.g. `_return`): a request may not smuggle them in.
     params = {k: v for k, v in request.payload.data.items() if not k.startswith("_")}
     if "resource" in params:  # it may repeat; a URI never contains a space
         params["resource"] = " ".join(requested_resources(request))
-    return ctx.interactions.start(params, browser_secret=browser_secret, stage=stage)
+    return ctx.interactions.start(
+        params, browser_secret=browser_secret, stage=stage, account_id=account_id
+    )
 
 
 def consent_scopes(ctx: Context, interaction: Interaction) -> tuple[Client | None, list[str]]:

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.orm import Session
 
 from idp.config import IdpConfig
 from idp.models import Interaction
 from kit.clock import Clock
+from kit.db import insert_tracked
 from kit.ids import constant_time_equal, new_secret
+
+_TABLE = cast(Table, Interaction.__table__)
+_DELETE = delete(_TABLE).where(_TABLE.c.id == bindparam("id"))
 
 
 class Interactions:
@@ -30,19 +35,28 @@ class Interactions:
         self.config = config
         self.secret_hash = secret_hash
 
-    def start(self, params: dict[str, Any], *, browser_secret: str, stage: str) -> Interaction:
+    def start(
+        self,
+        params: dict[str, Any],
+        *,
+        browser_secret: str,
+        stage: str,
+        account_id: str | None = None,
+    ) -> Interaction:
         now = self.clock.now()
-        row = Interaction(
-            id=new_secret("", 24),
-            params=params,
-            browser_hash=self.secret_hash(browser_secret),
-            stage=stage,
-            created_at=now,
-            expires_at=now + timedelta(seconds=self.config.interaction_ttl),
-        )
-        self.session.add(row)
-        self.session.flush()
-        return row
+        values = {
+            "id": new_secret("", 24),
+            "params": params,
+            "browser_hash": self.secret_hash(browser_secret),
+            "stage": stage,
+            "account_id": account_id,
+            "login_done": False,
+            "consent_done": False,
+            "acting_done": False,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=self.config.interaction_ttl),
+        }
+        return insert_tracked(self.session, Interaction, values)
 
     def load(self, interaction_id: str | None, *, browser_secret: str | None) -> Interaction | None:
         if not interaction_id or not browser_secret or len(interaction_id) > 64:
@@ -55,8 +69,10 @@ class Interactions:
         return row
 
     def finish(self, row: Interaction) -> None:
-        self.session.delete(row)
-        self.session.flush()
+        """The interaction is over: its row goes, and so do its unwritten changes."""
+        if row in self.session:
+            self.session.expunge(row)
+        self.session.connection().execute(_DELETE, {"id": row.id})
 
     def purge_expired(self) -> None:
         self.session.query(Interaction).filter(Interaction.expires_at <= self.clock.now()).delete()

@@ -54,6 +54,7 @@ from idp.models import (
 from idp.tokens import WouldBlock
 from keys.jws import InvalidJws
 from kit.clock import epoch
+from kit.db import insert_row
 from kit.ids import new_id, new_secret
 
 TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
@@ -295,29 +296,32 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         user: AuthorizedUser = request.user
         data = request.payload.data
         now = ctx.clock.now()
-        ctx.session.add(
-            AuthorizationCode(
-                code_hash=ctx.services.secret_hash(code),
-                client_id=request.client.get_client_id(),
-                account_id=user.account.id,
-                session_id=user.sso.id,
-                grant_id=new_id(),
-                redirect_uri=request.payload.redirect_uri,
-                scope=request.scope,
-                nonce=data.get("nonce"),
-                code_challenge=data.get("code_challenge"),
-                code_challenge_method=data.get("code_challenge_method"),
-                auth_time=user.sso.auth_time,
-                acr=user.sso.acr,
-                amr=list(user.sso.amr),
-                claims=getattr(request, "claims_request", None),
-                acting_for=(
+        # written, never read back in this unit of work: no object to track
+        insert_row(
+            ctx.session,
+            AuthorizationCode,
+            {
+                "code_hash": ctx.services.secret_hash(code),
+                "client_id": request.client.get_client_id(),
+                "account_id": user.account.id,
+                "session_id": user.sso.id,
+                "grant_id": new_id(),
+                "redirect_uri": request.payload.redirect_uri,
+                "scope": request.scope,
+                "nonce": data.get("nonce"),
+                "code_challenge": data.get("code_challenge"),
+                "code_challenge_method": data.get("code_challenge_method"),
+                "auth_time": user.sso.auth_time,
+                "acr": user.sso.acr,
+                "amr": list(user.sso.amr),
+                "claims": getattr(request, "claims_request", None),
+                "acting_for": (
                     user.sso.acting_for if "enterprise" in scope_to_list(request.scope) else None
                 ),
-                resources=requested_resources(request) or None,
-                created_at=now,
-                expires_at=now + timedelta(seconds=ctx.config.code_ttl),
-            )
+                "resources": requested_resources(request) or None,
+                "created_at": now,
+                "expires_at": now + timedelta(seconds=ctx.config.code_ttl),
+            },
         )
         ctx.sessions.add_participant(user.sso, request.client.get_client_id())
         ctx.audit.record(

@@ -18,6 +18,7 @@ from idp.config import IdpConfig
 from idp.models import Account, SessionClient, SsoSession
 from idp.ports import AuditSink
 from kit.clock import Clock
+from kit.db import insert_tracked
 from kit.ids import new_secret
 
 _PARTICIPANTS = cast(Table, SessionClient.__table__)
@@ -63,20 +64,25 @@ class Sessions:
     ) -> tuple[SsoSession, str]:
         now = self.clock.now()
         cookie = new_secret("", 32)
-        sso = SsoSession(
-            id=new_secret("", 24),
-            cookie_hash=self.secret_hash(cookie),
-            account_id=account.id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + timedelta(seconds=self.config.session_absolute_ttl),
-            auth_time=now,
-            acr=acr,
-            amr=amr,
-            user_agent=(user_agent or "")[:256] or None,
+        sso = insert_tracked(
+            self.session,
+            SsoSession,
+            {
+                "id": new_secret("", 24),
+                "cookie_hash": self.secret_hash(cookie),
+                "account_id": account.id,
+                "created_at": now,
+                "last_seen_at": now,
+                "expires_at": now + timedelta(seconds=self.config.session_absolute_ttl),
+                "auth_time": now,
+                "acr": acr,
+                "amr": amr,
+                "user_agent": (user_agent or "")[:256] or None,
+                "ended_at": None,
+                "acting_for": None,
+                "acting_chosen": False,
+            },
         )
-        self.session.add(sso)
-        self.session.flush()
         self.audit.record(
             self.session,
             "session.created",

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -102,6 +102,33 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+_Row = TypeVar("_Row", bound=Base)
+_INSERTS: dict[type[Any], Any] = {}
+
+
+def insert_row(session: Session, model: type[Base], values: dict[str, Any]) -> None:
+    """Insert one row with a prepared Core statement, in the session's transaction and
+    outside its object tracking (for rows the unit of work does not read back)."""
+    statement = _INSERTS.get(model)
+    if statement is None:
+        statement = _INSERTS[model] = insert(model)
+    session.connection().execute(statement, values)
+
+
+def insert_tracked(session: Session, model: type[_Row], values: dict[str, Any]) -> _Row:
+    """Insert one row with a prepared Core statement and return it as a persistent object
+    of the session, as if it had been loaded: later changes to it are tracked and flushed.
+
+    The ORM's own insert (`add` and `flush`) costs several times the statement; the
+    login path inserts a few rows per request. `values` must name every column the
+    caller will read (server-side defaults are not fetched back)."""
+    insert_row(session, model, values)
+    row = model(**values)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
 
 
 def is_postgresql(engine: Engine) -> bool:
