@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from idp.config import IdpConfig
@@ -40,6 +40,12 @@ class NewAccount:
     recovery_codes: list[str]
 
 
+# Built once: every login looks an account up, and composing the statement and its cache
+# key costs about as much as running it.
+_BY_ID_NUMBER = select(Account).where(Account.id_number_index == bindparam("index"))
+_BY_PHONE = select(Account).where(Account.phone_index == bindparam("index"))
+
+
 class Accounts:
     def __init__(
         self,
@@ -71,14 +77,12 @@ class Accounts:
             normalised = normalise_id_number(id_number)
         except IdentifierError:
             return None
-        return self.session.execute(
-            select(Account).where(Account.id_number_index == self.pii.id_number_index(normalised))
-        ).scalar_one_or_none()
+        index = self.pii.id_number_index(normalised)
+        return self.session.execute(_BY_ID_NUMBER, {"index": index}).scalar_one_or_none()
 
     def find_by_phone(self, phone: str) -> Account | None:
-        return self.session.execute(
-            select(Account).where(Account.phone_index == self.pii.phone_index(phone))
-        ).scalar_one_or_none()
+        index = self.pii.phone_index(phone)
+        return self.session.execute(_BY_PHONE, {"index": index}).scalar_one_or_none()
 
     def find_by_username(self, username: str) -> Account | None:
         """A username is an ID number or a mobile number."""

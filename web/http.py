@@ -139,8 +139,10 @@ def unit_of_work(runtime: Runtime, request: Request) -> Iterator[Context]:
             session,
             source=client_address(request, runtime.settings.trusted_proxies),
             user_agent=request.headers.get("user-agent"),
+            hold_audit=True,
         )
         yield ctx
+        ctx.record_deferred()  # the unit of work's events, in its transaction
         if session.in_transaction():  # cached-only requests never touched the database
             session.commit()
     except BaseException:

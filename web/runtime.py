@@ -173,9 +173,15 @@ class Runtime:
         source: str | None = None,
         user_agent: str | None = None,
         may_block: bool = True,
+        hold_audit: bool = False,
     ) -> Context:
         return Context(
-            self.services, session, source=source, user_agent=user_agent, may_block=may_block
+            self.services,
+            session,
+            source=source,
+            user_agent=user_agent,
+            may_block=may_block,
+            hold_audit=hold_audit,
         )
 
     @cached_property
