@@ -110,20 +110,18 @@ def machine_auth(server: LiveServer) -> tuple[dict, str]:
     return machine, base64.b64encode(basic).decode()
 
 
-def login_cost(server: LiveServer, client: dict, user: dict, rounds: int = 30) -> list[str]:
-    from argon2 import PasswordHasher
+def login_cost(server: LiveServer, client: dict, user: dict, rounds: int = 100) -> list[str]:
+    """A full login's server CPU against the argon2id hash alone. The hash is timed here
+    after each login rather than once beforehand: this machine's speed drifts during a
+    run, and the ratio should compare the two at the same moment."""
+    from idp.passwords import PasswordHasher
 
-    from idp.passwords import PasswordHasher as Ours
-
-    ours = Ours(1)
-    stored = ours.hash(user["password"])
-    start = time.process_time()
-    for _ in range(rounds):
-        ours.verify(stored, user["password"])
-    argon_ms = (time.process_time() - start) / rounds * 1000
+    hasher = PasswordHasher(1)
+    stored = hasher.hash(user["password"])
+    hasher.verify(stored, user["password"])
     redirect = client["redirect"]
     pid = server.proc.pid
-    before = cpu_seconds(pid)
+    before, argon = cpu_seconds(pid), 0.0
     for i in range(rounds):
         browser = FormBrowser(server)
         start_url = (
@@ -132,12 +130,16 @@ def login_cost(server: LiveServer, client: dict, user: dict, rounds: int = 30) -
         )
         done = browser.login(browser.get(start_url), user)
         assert "code=" in done.headers["location"]
+        started = time.process_time()
+        hasher.verify(stored, user["password"])
+        argon += time.process_time() - started
     login_ms = (cpu_seconds(pid) - before) / rounds * 1000
-    _ = PasswordHasher
+    argon_ms = argon / rounds * 1000
     return [
         f"argon2id verify alone: {argon_ms:.1f} ms CPU",
-        f"full password login (authorize → login page → POST → code): {login_ms:.1f} ms "
-        f"server CPU, {100 * (login_ms / argon_ms - 1):+.0f}% over the hash",
+        f"full password login (authorize, answered with the login page → POST → code): "
+        f"{login_ms:.1f} ms server CPU, {login_ms - argon_ms:.1f} ms over the hash, "
+        f"{100 * (login_ms / argon_ms - 1):+.0f}% (target ≤ +10 %)",
     ]
 
 
