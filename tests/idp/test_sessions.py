@@ -14,7 +14,7 @@ from sqlalchemy import inspect, select
 
 from idp.accounts import ACR_MFA, ACR_PASSWORD
 from idp.context import Context
-from idp.models import Account, BackchannelDelivery, Grant, SsoSession
+from idp.models import Account, BackchannelDelivery, Grant, Interaction, SsoSession
 from idp.signin import establish_session
 from kit.clock import FrozenClock
 from kit.db import Base
@@ -216,3 +216,49 @@ def test_sessions_follow_the_configured_lifetimes(ctx: Context, alice: Account) 
     assert row.expires_at - row.created_at == timedelta(seconds=ctx.config.session_absolute_ttl)
     assert ctx.config.session_idle_ttl == 30 * 60 and ctx.config.session_absolute_ttl == 12 * 3600
     assert ctx.sessions.from_cookie(cookie) is not None
+
+
+def test_rows_inserted_without_the_unit_of_work_are_still_tracked(
+    ctx: Context, alice: Account, dept: str
+) -> None:
+    """`kit.db.insert_tracked`: a new session and interaction are written by one insert,
+    yet come back as persistent objects whose later changes are flushed."""
+    sso, _ = ctx.sessions.create(alice, acr=ACR_PASSWORD, amr=["pwd"], user_agent="ua")
+    row = ctx.interactions.start({"client_id": dept}, browser_secret="s" * 32, stage="login")
+    assert inspect(sso).persistent and inspect(row).persistent
+    assert not ctx.session.new and not ctx.session.dirty  # written already, nothing pending
+
+    def stored() -> tuple[str, str]:  # read with Core: no flush first
+        db = ctx.session.connection()
+        acr = db.execute(select(SsoSession.acr).where(SsoSession.id == sso.id)).scalar_one()
+        stage = db.execute(select(Interaction.stage).where(Interaction.id == row.id))
+        return acr, stage.scalar_one()
+
+    assert stored() == (ACR_PASSWORD, "login")
+    sso.acr = ACR_MFA
+    row.stage = "consent"
+    assert stored() == (ACR_PASSWORD, "login")
+    ctx.session.flush()
+    assert stored() == (ACR_MFA, "consent")
+
+
+def test_a_finished_interaction_is_deleted_with_its_unwritten_changes(
+    ctx: Context, dept: str
+) -> None:
+    row = ctx.interactions.start({"client_id": dept}, browser_secret="s" * 32, stage="login")
+    loaded = ctx.interactions.load(row.id, browser_secret="s" * 32)
+    assert loaded is row
+    row.stage = "otp"  # pending, never written
+    ctx.interactions.finish(row)
+    ctx.session.flush()
+    assert ctx.session.get(Interaction, row.id) is None
+    assert row not in ctx.session
+
+
+def test_joining_a_session_twice_keeps_one_participant(
+    ctx: Context, alice: Account, dept: str
+) -> None:
+    sso, _ = ctx.sessions.create(alice, acr=ACR_PASSWORD, amr=["pwd"], user_agent=None)
+    ctx.sessions.add_participant(sso, dept)
+    ctx.sessions.add_participant(sso, dept)
+    assert ctx.sessions.participants(sso) == [dept]
