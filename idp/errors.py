@@ -59,3 +59,15 @@ class RegistrationFailed(IdpError):
 class AccountNotFound(IdpError):
     code = "not_found"
     status = 404
+
+
+class InteractionGone(IdpError):
+    """The interaction was finished by another request meanwhile (a second submit of the
+    same step): this one must not finish it again, so its unit of work rolls back."""
+
+    code = "invalid_request"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The login request was already completed.", zh="该登录请求已完成，请勿重复提交。"
+        )

@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.orm import Session
 
 from idp.config import IdpConfig
+from idp.errors import InteractionGone
 from idp.models import Interaction
 from kit.clock import Clock
 from kit.db import insert_tracked
@@ -69,10 +70,15 @@ class Interactions:
         return row
 
     def finish(self, row: Interaction) -> None:
-        """The interaction is over: its row goes, and so do its unwritten changes."""
+        """The interaction is over: its row goes, and so do its unwritten changes. Only one
+        request may finish it: when two submits of a step race, the second finds the row
+        gone and raises `InteractionGone` (its unit of work rolls back), so one
+        authorization request never yields two codes or two sessions."""
         if row in self.session:
             self.session.expunge(row)
-        self.session.connection().execute(_DELETE, {"id": row.id})
+        deleted = self.session.connection().execute(_DELETE, {"id": row.id})
+        if deleted.rowcount != 1:
+            raise InteractionGone()
 
     def purge_expired(self) -> None:
         self.session.query(Interaction).filter(Interaction.expires_at <= self.clock.now()).delete()

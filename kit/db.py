@@ -123,7 +123,9 @@ def insert_tracked(session: Session, model: type[_Row], values: dict[str, Any]) 
 
     The ORM's own insert (`add` and `flush`) costs several times the statement; the
     login path inserts a few rows per request. `values` must name every column the
-    caller will read (server-side defaults are not fetched back)."""
+    caller will read (server-side defaults are not fetched back). Unlike a pending object,
+    the row is not dropped from the session if the transaction rolls back: a caller that
+    goes on after a rollback must not use it."""
     insert_row(session, model, values)
     row = model(**values)
     make_transient_to_detached(row)

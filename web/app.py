@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from idp.errors import InteractionGone
 from idp.throttle import Throttle
 from kit.errors import TongbanError
 from web import (
@@ -262,6 +263,13 @@ def create_app(
             exc.description or "An access token is required.",
             headers={"WWW-Authenticate": challenge},
         )
+
+    @app.exception_handler(InteractionGone)
+    async def interaction_gone(request: Request, exc: InteractionGone) -> Response:
+        # a second submit of a step another request has just completed
+        b: Browser = app.state.browser
+        secret, _ = b.secret(request)
+        return login_routes.expired_page(request, b, secret)
 
     @app.exception_handler(TongbanError)
     async def domain_error(request: Request, exc: TongbanError) -> Response:

@@ -35,7 +35,8 @@ def _parts(request: Request) -> tuple[Runtime, Browser, Throttle]:
     return s.runtime, s.browser, s.throttle
 
 
-def _expired(request: Request, b: Browser, secret: str) -> Response:
+def expired_page(request: Request, b: Browser, secret: str) -> Response:
+    """The page for a login step that no longer exists, or not for this browser."""
     t = b.translator(request)
     return b.render(
         request,
@@ -104,7 +105,7 @@ async def login_page(request: Request) -> Response:
 
     data = await run_in_threadpool(work)
     if data is None:
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     if "retry" in data:
         return too_many_logins(request, secret, data["retry"])
     return b.render(request, "login.html", secret=secret, new_secret_cookie=new_cookie, **data)
@@ -166,7 +167,7 @@ async def login_submit(request: Request) -> Response:
     result = await run_in_threadpool(work)
     kind = result["kind"]
     if kind == "expired":
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     if kind in ("failed", "throttled"):
         message = result.get("message") or t.pick(
             ("尝试次数过多，请稍后再试。", "Too many attempts; try again later.")
@@ -180,6 +181,7 @@ async def login_submit(request: Request) -> Response:
             interaction=result["row"],
             error=message,
             username=username,
+            back_path=f"/login?interaction={result['row']}",
         )
         if kind == "throttled":
             response.headers["Retry-After"] = str(result["retry"])
@@ -203,7 +205,7 @@ async def otp_page(request: Request, interaction: str = "") -> Response:
 
     ok, ui_locales = await run_in_threadpool(work)
     if not ok:
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     return b.render(
         request, "otp.html", secret=secret, interaction=interaction, ui_locales=ui_locales
     )
@@ -216,7 +218,7 @@ async def otp_submit(request: Request) -> Response:
     secret, _ = b.secret(request)
     t = b.translator(request)
     if not b.csrf_ok(request, form):
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     old_cookie = b.session_value(request)
 
     def work() -> dict[str, Any]:
@@ -257,7 +259,7 @@ async def otp_submit(request: Request) -> Response:
 
     result = await run_in_threadpool(work)
     if result["kind"] == "expired":
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     if result["kind"] == "failed":
         return b.render(
             request,
@@ -297,7 +299,7 @@ async def consent_page(request: Request, interaction: str = "") -> Response:
 
     data = await run_in_threadpool(work)
     if data is None:
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     return b.render(request, "consent.html", secret=secret, interaction=interaction, **data)
 
 
@@ -307,7 +309,7 @@ async def consent_submit(request: Request) -> Response:
     form = dict(await form_pairs(request))
     secret, _ = b.secret(request)
     if not b.csrf_ok(request, form):
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     cookie = b.session_value(request)
     decision = form.get("decision")
 
@@ -350,7 +352,7 @@ async def consent_submit(request: Request) -> Response:
 
     target = await run_in_threadpool(work)
     if target is None:
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     return answer_step(request, target, secret=secret)
 
 
@@ -374,7 +376,7 @@ async def act_for_page(request: Request, interaction: str = "") -> Response:
 
     data = await run_in_threadpool(work)
     if data is None:
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     return b.render(request, "act_for.html", secret=secret, interaction=interaction, **data)
 
 
@@ -384,7 +386,7 @@ async def act_for_submit(request: Request) -> Response:
     form = dict(await form_pairs(request))
     secret, _ = b.secret(request)
     if not b.csrf_ok(request, form):
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     cookie = b.session_value(request)
     choice = form.get("act_for", "")
 
@@ -405,7 +407,7 @@ async def act_for_submit(request: Request) -> Response:
 
     target = await run_in_threadpool(work)
     if target is None:
-        return _expired(request, b, secret)
+        return expired_page(request, b, secret)
     return answer_step(request, target, secret=secret)
 
 

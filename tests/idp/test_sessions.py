@@ -11,9 +11,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from idp.accounts import ACR_MFA, ACR_PASSWORD
-from idp.context import Context
+from idp.context import Context, Services
+from idp.errors import InteractionGone
 from idp.models import Account, BackchannelDelivery, Grant, Interaction, SsoSession
 from idp.signin import establish_session
 from kit.clock import FrozenClock
@@ -262,3 +264,26 @@ def test_joining_a_session_twice_keeps_one_participant(
     ctx.sessions.add_participant(sso, dept)
     ctx.sessions.add_participant(sso, dept)
     assert ctx.sessions.participants(sso) == [dept]
+
+
+def test_only_one_of_two_racing_submits_finishes_an_interaction(
+    services: Services, factory: sessionmaker[Session], dept: str, ctx: Context
+) -> None:
+    """Two submits of one step load the same interaction; the second to finish it finds
+    the row gone and must roll back rather than issue a second code or session."""
+    row = ctx.interactions.start({"client_id": dept}, browser_secret="s" * 32, stage="login")
+    ctx.session.commit()
+    first, second = factory(), factory()
+    try:
+        one, two = Context(services, first), Context(services, second)
+        mine = one.interactions.load(row.id, browser_secret="s" * 32)
+        theirs = two.interactions.load(row.id, browser_secret="s" * 32)
+        assert mine is not None and theirs is not None
+        one.interactions.finish(mine)
+        first.commit()
+        with pytest.raises(InteractionGone):
+            two.interactions.finish(theirs)
+    finally:
+        second.rollback()
+        first.close()
+        second.close()
