@@ -2,10 +2,10 @@
 FastAPI's routing, dependency and middleware machinery.
 
 A login is two requests (the authorization request, answered with the login page, and
-the form's POST), and that machinery costs about as much CPU per request as the page's
-own work. The endpoints are the same functions the FastAPI routes call (the routes stay
-for the OpenAPI document), and the front keeps what the middlewares would have done: the
-body limit, the page security headers, and the application's error handlers.
+the form's POST), and that machinery is a large share of a page request's CPU. The
+endpoints are the same functions the FastAPI routes call (the routes stay for the
+OpenAPI document), and the front keeps what the middlewares would have done: the body
+limit, the page security headers, and the application's error handlers.
 """
 
 from __future__ import annotations
